@@ -1,0 +1,116 @@
+"""What every processor shares: envelopes in, outputs and alert signals out, metric samples.
+
+A processor is a state machine with explicit state. It is fed models by the pipeline through
+its own typed ``on_*`` methods, returns what it produces as data, and exposes
+``snapshot() -> dict`` (JSON-serialisable with orjson; the state survives the codec) and
+``restore(dict)``. It never reads the wall clock, the environment or unseeded randomness,
+and never mutates its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from models.common import to_ms
+from models.inputs import InputModel
+from models.outputs import AlertScope, OutputModel
+from models.taxonomy import AlertKind, Severity
+
+LabelPairs = tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One decoded input record.
+
+    ``source`` names where it came from (``line:17`` in a replay file, ``topic:partition:offset``
+    on Kafka); it is what dead letters and derived ids point back to.
+    """
+
+    topic: str
+    key: str | None
+    value: InputModel
+    source: str
+    timestamp_ms: int | None = None
+
+    @property
+    def event_time(self) -> datetime:
+        return self.value.event_time
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """A record to publish: output topic, key and payload."""
+
+    topic: str
+    key: str
+    value: OutputModel
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSignal:
+    """What a detector or audit found, before the alert router applies severity policy,
+    dedup, rate limit and folding.
+
+    ``dedup_key`` identifies "the same problem" (e.g. ``concept_drift|momo|small_cap``);
+    ``severity`` is the detector's suggestion, which the router may raise or lower;
+    ``source_id`` is the id of the input that triggered it (for a deterministic alert id).
+    """
+
+    kind: AlertKind
+    severity: Severity
+    scope: AlertScope
+    event_time: datetime
+    evidence: dict[str, Any]
+    dedup_key: str
+    source_id: str
+    p_value: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One value of a catalogued metric (see processors/metric_names.py)."""
+
+    name: str
+    labels: LabelPairs
+    value: float
+
+
+@dataclass(slots=True)
+class Emitted:
+    """What one call into a processor produced."""
+
+    outputs: list[Output] = field(default_factory=list)
+    signals: list[AlertSignal] = field(default_factory=list)
+
+    def extend(self, other: Emitted) -> None:
+        self.outputs.extend(other.outputs)
+        self.signals.extend(other.signals)
+
+
+class Processor(Protocol):
+    """The part every processor has in common."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-serialisable copy of the whole state."""
+        ...
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Replace the state with one taken by ``snapshot``."""
+        ...
+
+    def metrics(self) -> list[MetricSample]:
+        """Current values of the metrics this processor owns."""
+        ...
+
+
+def ms(value: datetime) -> int:
+    """Event time as integer milliseconds since the epoch (the unit processors keep)."""
+    return to_ms(value)
+
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
