@@ -32,6 +32,8 @@ WATERMARK_SECONDS = "policyloop_watermark_seconds"
 WIN_RATE = "policyloop_win_rate"
 DRIFT_DETECTORS = "policyloop_drift_detectors"
 STAND_DOWNS_ACTIVE = "policyloop_stand_downs_active"
+LATE_EVENTS_TOTAL = "policyloop_late_events_total"
+BUFFERED_EVENTS = "policyloop_buffered_events"
 
 CATALOGUE: tuple[MetricSpec, ...] = (
     MetricSpec(EVENTS_TOTAL, "counter", "Input records by topic and outcome "
@@ -56,6 +58,10 @@ CATALOGUE: tuple[MetricSpec, ...] = (
                ("strategy_id",)),
     MetricSpec(DRIFT_DETECTORS, "gauge", "Online drift detectors running, by kind.", ("kind",)),
     MetricSpec(STAND_DOWNS_ACTIVE, "gauge", "Stand-downs active at the watermark.", ()),
+    MetricSpec(LATE_EVENTS_TOTAL, "counter", "Inputs that arrived after the watermark had "
+               "passed their event time (processed at once, out of event-time order).",
+               ("topic",)),
+    MetricSpec(BUFFERED_EVENTS, "gauge", "Inputs held in the event-time reorder buffer.", ()),
 )
 
 BY_NAME: dict[str, MetricSpec] = {spec.name: spec for spec in CATALOGUE}

@@ -1,0 +1,290 @@
+"""The pipeline: routes input envelopes to the processors and collects their outputs.
+
+Both drivers (replay and the Kafka worker) call only this class:
+``handle`` / ``handle_batch`` for decoded inputs, ``reject`` for records that failed to
+decode, ``advance`` for an external watermark, ``finish`` at the end of a finite input, and
+``snapshot`` / ``restore`` / ``metrics``.
+
+Order of work, which is what makes the output deterministic:
+1. on arrival a record gets its sequence within (topic, key) and is deduplicated by event_id
+   (first one wins);
+2. it waits in the reorder buffer until the watermark passes its event time;
+3. released records are processed in (event time, topic, key, sequence) order; before a
+   record at time t is processed, every processor's timers due before t fire
+   (``on_tick(t - 1)``: "all events up to t - 1 are in"); after a release, timers due up to
+   the watermark fire;
+4. alert signals of every processor go through the alert router.
+The watermark is, by default, the largest event time seen minus ``allowed_lateness_ms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from models.codec import DecodeError
+from models.inputs import DecisionRecord, ExecutionEvent, Outcome, PlanEvent, StandDownEvent
+from models.outputs import RAW_MAX_BYTES, DeadLetter, DeadLetterError, PerformanceRow
+from models.topics import DEAD_LETTERS
+from processors import metric_names as mn
+from processors.alert_router import AlertRouter, AlertRouterConfig
+from processors.base import AlertSignal, Emitted, Envelope, MetricSample, Output, ms
+from processors.concept_drift import ConceptDrift, ConceptDriftConfig
+from processors.covariate_drift import CovariateDrift, CovariateDriftConfig
+from processors.dedup import DedupConfig, EventIdDedup
+from processors.emergency_exit_audit import EmergencyExitAudit
+from processors.performance import PerformanceConfig, PerformanceTables
+from processors.performance_drift import PerformanceDrift, PerformanceDriftConfig
+from processors.reorder import ReorderBuffer
+from processors.replan_guard import ReplanGuard, ReplanGuardConfig
+from processors.stand_down_book import StandDownBook, StandDownConfig
+
+NO_WATERMARK = -(2**62)
+END_OF_TIME = 2**62
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every processor's configuration; the defaults are the embedded default of the demo."""
+
+    allowed_lateness_ms: int = 15 * 60 * 1000
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    replan: ReplanGuardConfig = field(default_factory=ReplanGuardConfig)
+    stand_down: StandDownConfig = field(
+        default_factory=lambda: StandDownConfig(allowed_lateness_ms=0)
+    )
+    covariate: CovariateDriftConfig = field(default_factory=CovariateDriftConfig)
+    concept: ConceptDriftConfig = field(default_factory=ConceptDriftConfig)
+    performance_drift: PerformanceDriftConfig = field(default_factory=PerformanceDriftConfig)
+    alerts: AlertRouterConfig = field(default_factory=AlertRouterConfig)
+
+
+class Pipeline:
+    """All processors behind one deterministic entry point."""
+
+    def __init__(self, config: PipelineConfig | None = None) -> None:
+        self.config = config or PipelineConfig()
+        cfg = self.config
+        self.dedup = EventIdDedup(cfg.dedup)
+        self.buffer = ReorderBuffer()
+        self.performance = PerformanceTables(cfg.performance)
+        self.replan_guard = ReplanGuard(cfg.replan)
+        self.stand_downs = StandDownBook(cfg.stand_down)
+        self.emergency_exits = EmergencyExitAudit()
+        self.covariate = CovariateDrift(cfg.covariate)
+        self.concept = ConceptDrift(cfg.concept)
+        self.performance_drift = PerformanceDrift(cfg.performance_drift)
+        self.router = AlertRouter(cfg.alerts)
+        self.max_event_ms = NO_WATERMARK
+        self.watermark_ms = NO_WATERMARK
+        self._ticked_ms = NO_WATERMARK
+        self.counts: dict[tuple[str, str], int] = {}
+        self.late: dict[str, int] = {}
+        self.outputs_by_topic: dict[str, int] = {}
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def handle(self, envelope: Envelope) -> list[Output]:
+        """Take one decoded input; return whatever became ready."""
+        out: list[Output] = []
+        self._accept(envelope, out)
+        self._release(self.max_event_ms - self.config.allowed_lateness_ms, out)
+        return self._count_outputs(out)
+
+    def handle_batch(self, envelopes: Iterable[Envelope]) -> list[Output]:
+        """Take many decoded inputs; the same result as calling ``handle`` on each."""
+        out: list[Output] = []
+        lateness = self.config.allowed_lateness_ms
+        for envelope in envelopes:
+            self._accept(envelope, out)
+            self._release(self.max_event_ms - lateness, out)
+        return self._count_outputs(out)
+
+    def reject(
+        self,
+        source_topic: str,
+        key: str | None,
+        raw: bytes | str,
+        error: DecodeError,
+        source: str | None = None,
+    ) -> list[Output]:
+        """A record that failed to decode or validate becomes a dead letter."""
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        encoded = text.encode("utf-8")
+        truncated = len(encoded) > RAW_MAX_BYTES
+        if truncated:
+            text = encoded[:RAW_MAX_BYTES].decode("utf-8", errors="ignore")
+        letter = DeadLetter(
+            source_topic=source_topic or "unknown",
+            key=key,
+            raw=text,
+            error=DeadLetterError(type=error.type, message=error.message, field=error.field),
+            raw_truncated=truncated,
+            source_offset=source,
+        )
+        self._count(source_topic or "unknown", "dead_letter")
+        return self._count_outputs([Output(DEAD_LETTERS, key or "", letter)])
+
+    def advance(self, watermark_ms: int) -> list[Output]:
+        """Move the watermark to ``watermark_ms`` (drivers that compute their own)."""
+        out: list[Output] = []
+        self._release(watermark_ms, out)
+        return self._count_outputs(out)
+
+    def finish(self) -> list[Output]:
+        """End of a finite input: release everything and flush what processors hold."""
+        out: list[Output] = []
+        self._release(self.max_event_ms, out)
+        emitted = Emitted()
+        emitted.extend(self.stand_downs.flush())
+        self._route(emitted, out)
+        out.extend(self.router.flush())
+        return self._count_outputs(out)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _accept(self, envelope: Envelope, out: list[Output]) -> None:
+        topic = envelope.topic
+        event_ms = ms(envelope.value.event_time)
+        seq = self.buffer.next_sequence(topic, envelope.key)
+        if not self.dedup.first_time(topic, envelope.value.event_id, event_ms):
+            self._count(topic, "duplicate")
+            return
+        self._count(topic, "processed")
+        if event_ms > self.max_event_ms:
+            self.max_event_ms = event_ms
+        if event_ms <= self.watermark_ms:
+            self.late[topic] = self.late.get(topic, 0) + 1
+            self._process(envelope, out)
+            return
+        self.buffer.push(event_ms, seq, envelope)
+
+    def _release(self, watermark_ms: int, out: list[Output]) -> None:
+        if watermark_ms <= self.watermark_ms:
+            return
+        buffer = self.buffer
+        while len(buffer) and (buffer.peek_ms() or 0) <= watermark_ms:
+            event_ms, envelope = buffer.pop()
+            self._tick(event_ms - 1, out)
+            self._process(envelope, out)
+        self.watermark_ms = watermark_ms
+        self._tick(watermark_ms, out)
+        self.dedup.advance(watermark_ms)
+
+    def _tick(self, upto_ms: int, out: list[Output]) -> None:
+        if upto_ms <= self._ticked_ms:
+            return
+        self._ticked_ms = upto_ms
+        emitted = self.performance.on_tick(upto_ms)
+        emitted.extend(self.stand_downs.on_tick(upto_ms))
+        emitted.extend(self.concept.on_tick(upto_ms))
+        self._route(emitted, out)
+        out.extend(self.router.on_tick(upto_ms))
+
+    def _process(self, envelope: Envelope, out: list[Output]) -> None:
+        value = envelope.value
+        emitted = Emitted()
+        if isinstance(value, DecisionRecord):
+            self.performance.on_decision(value)
+            emitted.extend(self.stand_downs.on_decision(value))
+            emitted.extend(self.emergency_exits.on_decision(value))
+            emitted.extend(self.covariate.on_decision(value))
+            emitted.extend(self.concept.on_decision(value))
+        elif isinstance(value, ExecutionEvent):
+            for trip in self.performance.on_fill(value):
+                emitted.extend(self.performance_drift.on_round_trip(trip))
+        elif isinstance(value, StandDownEvent):
+            emitted.extend(self.stand_downs.on_stand_down(value))
+        elif isinstance(value, PlanEvent):
+            emitted.extend(self.replan_guard.on_plan(value))
+        elif isinstance(value, Outcome):
+            emitted.extend(self.concept.on_outcome(value))
+        self._route(emitted, out)
+
+    def _route(self, emitted: Emitted, out: list[Output]) -> None:
+        out.extend(emitted.outputs)
+        if emitted.signals:
+            out.extend(self.router.route(emitted.signals))
+
+    def _count(self, topic: str, outcome: str) -> None:
+        slot = (topic, outcome)
+        self.counts[slot] = self.counts.get(slot, 0) + 1
+
+    def _count_outputs(self, out: list[Output]) -> list[Output]:
+        tally = self.outputs_by_topic
+        for output in out:
+            tally[output.topic] = tally.get(output.topic, 0) + 1
+        return out
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def performance_rows(self) -> list[PerformanceRow]:
+        """The final PerformanceRows as of the watermark."""
+        return self.performance.rows(max(self.max_event_ms, 0))
+
+    def signals_pending(self) -> Sequence[AlertSignal]:
+        return ()
+
+    def metrics(self) -> list[MetricSample]:
+        samples = [
+            MetricSample(mn.EVENTS_TOTAL, (("topic", t), ("outcome", o)), float(n))
+            for (t, o), n in sorted(self.counts.items())
+        ]
+        samples.extend(
+            MetricSample(mn.LATE_EVENTS_TOTAL, (("topic", t),), float(n))
+            for t, n in sorted(self.late.items())
+        )
+        samples.append(MetricSample(mn.BUFFERED_EVENTS, (), float(len(self.buffer))))
+        if self.watermark_ms > NO_WATERMARK:
+            samples.append(MetricSample(mn.WATERMARK_SECONDS, (), self.watermark_ms / 1000.0))
+        for processor in self._processors():
+            samples.extend(processor.metrics())
+        return samples
+
+    def _processors(self) -> list[Any]:
+        return [
+            self.performance,
+            self.replan_guard,
+            self.stand_downs,
+            self.emergency_exits,
+            self.covariate,
+            self.concept,
+            self.performance_drift,
+            self.router,
+        ]
+
+    _STATE_NAMES = (
+        "performance",
+        "replan_guard",
+        "stand_downs",
+        "emergency_exits",
+        "covariate",
+        "concept",
+        "performance_drift",
+        "router",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state, JSON-serialisable."""
+        state: dict[str, Any] = {
+            name: getattr(self, name).snapshot() for name in self._STATE_NAMES
+        }
+        state["dedup"] = self.dedup.snapshot()
+        state["buffer"] = self.buffer.snapshot()
+        state["clock"] = [self.max_event_ms, self.watermark_ms, self._ticked_ms]
+        state["counts"] = [[t, o, n] for (t, o), n in sorted(self.counts.items())]
+        state["late"] = sorted(self.late.items())
+        state["outputs_by_topic"] = sorted(self.outputs_by_topic.items())
+        return state
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for name in self._STATE_NAMES:
+            getattr(self, name).restore(state[name])
+        self.dedup.restore(state["dedup"])
+        self.buffer.restore(state["buffer"])
+        self.max_event_ms, self.watermark_ms, self._ticked_ms = (int(v) for v in state["clock"])
+        self.counts = {(str(t), str(o)): int(n) for t, o, n in state["counts"]}
+        self.late = {str(t): int(n) for t, n in state["late"]}
+        self.outputs_by_topic = {str(t): int(n) for t, n in state["outputs_by_topic"]}

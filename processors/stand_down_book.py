@@ -1,0 +1,371 @@
+"""The stand-down book: stand-downs per scope as event-time timelines, and the decision audit.
+
+Semantics (CONTRACT.md ``stand_down``; event time decides, not arrival order):
+- A scope is (strategy_id, symbol), a missing field meaning all: all (None, None), strategy
+  (s, None), strategy + symbol (s, y) and symbol-only (None, y). A decision (s, y) is covered
+  by the four scopes that match it.
+- Each scope keeps the stand-down events it received as a timeline sorted by
+  (ts, action start < extend < clear, event_id). The state at bar_ts is the fold of the events
+  with ts <= bar_ts:
+  ``start`` replaces whatever the scope had (since = ts, until_ts, reason, source);
+  ``extend`` moves until_ts (later or earlier) and takes the extend's reason and source when a
+  stand-down is in force at its ts; an extend when none is in force (never started, expired
+  or cleared) starts one at the extend's ts (ops who extend a stand-down that just ran out
+  mean "stand down until until_ts"; the gap between the expiry and the extend is not covered);
+  ``clear`` at c ends it. The fold result covers bar_ts when bar_ts < until_ts, so a
+  stand-down covers ts <= bar_ts < until_ts and a clear at c ends it for bar_ts >= c.
+- When several scopes are in force for one decision, the one that ends last is reported
+  (ties: the most specific: strategy + symbol, strategy, symbol, all).
+- Times are compared at millisecond precision.
+
+Audit (``on_decision`` buffers a small tuple, ``on_tick(watermark_ms)`` audits every buffered
+decision with bar_ts <= watermark - allowed_lateness_ms, in (bar_ts, event_id) order, so a
+stand-down event that arrives up to allowed_lateness_ms late still counts; ``flush`` audits
+everything left, at the end of a replay). Per decision, both may apply:
+- in force and ``target_weight_final`` not 0 (|w| > zero_weight_tolerance):
+  ``stand_down_violation`` (high);
+- in force and the decision's ``stand_down`` is None: ``data_quality`` (medium), "decision
+  omits the active stand-down";
+- not in force and the decision carries ``stand_down``: ``data_quality`` (low), "decision
+  reports a stand-down the book does not know". A decision that reports a different until_ts,
+  reason or source than the book's is not flagged.
+
+Bounded state: after each tick, every timeline's events with ts <= watermark -
+allowed_lateness_ms - history_ms are folded into at most one synthetic ``start`` (only when
+still in force); empty scopes are dropped. So the book holds, per scope, the stand-down in
+force plus the events of the last ``history_ms + allowed_lateness_ms`` of event time, and
+the decision buffer holds the decisions of the last ``allowed_lateness_ms``. A decision
+older than that horizon is audited against the compacted timeline (exact as long as it is
+within ``history_ms`` of the horizon); a stand-down event later than that is inserted into
+the compacted timeline as it is.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from models.common import EPOCH, format_utc
+from models.inputs import DecisionRecord, StandDownEvent
+from models.outputs import AlertScope
+from models.taxonomy import AlertKind, Severity, StandDownAction
+from processors import metric_names as mn
+from processors.base import DAY_MS, AlertSignal, Emitted, MetricSample, ms
+
+STATE_VERSION = 1
+START, EXTEND, CLEAR = 0, 1, 2
+_RANK = {StandDownAction.START: START, StandDownAction.EXTEND: EXTEND, StandDownAction.CLEAR: CLEAR}
+
+ScopeKey = tuple[str | None, str | None]
+# (ts_ms, action rank, event_id, until_ms (0 for clear), reason, source)
+TimelineEvent = tuple[int, int, str, int, str, str]
+# (since_ms, until_ms, reason, source, event_id)
+InForce = tuple[int, int, str, str, str]
+# (until_ms, reason, source) of what a decision reports
+Reported = tuple[int, str, str]
+# (bar_ms, event_id, seq, bar_ts, strategy_id, symbol, target_weight_final, reported)
+Pending = tuple[int, str, int, datetime, str, str, float, Reported | None]
+
+MISSING_TEXT = "decision omits the active stand-down"
+UNKNOWN_TEXT = "decision reports a stand-down the book does not know"
+
+
+@dataclass(frozen=True, slots=True)
+class StandDownConfig:
+    """``allowed_lateness_ms``: how long a decision waits before its audit, so that late
+    stand-down events still count (default 15 min). ``history_ms``: event time kept in the
+    timelines before the audit horizon, for decisions that arrive late (default 1 day).
+    ``zero_weight_tolerance``: |target_weight_final| at most this is "0" (default exactly 0).
+    Severities: the suggested severity of each signal."""
+
+    allowed_lateness_ms: int = 15 * 60 * 1000
+    history_ms: int = DAY_MS
+    zero_weight_tolerance: float = 0.0
+    violation_severity: Severity = Severity.HIGH
+    missing_severity: Severity = Severity.MEDIUM
+    unknown_severity: Severity = Severity.LOW
+
+
+def fold(events: list[TimelineEvent], upto_ms: int) -> InForce | None:
+    """The stand-down left by the events with ts <= upto_ms (it may have expired since)."""
+    state: InForce | None = None
+    for ts, rank, event_id, until, reason, source in events:
+        if ts > upto_ms:
+            break
+        if rank == CLEAR:
+            state = None
+        elif rank == EXTEND and state is not None and state[1] > ts:
+            state = (state[0], until, reason, source, event_id)
+        else:  # a start, or an extend with nothing in force: starts one
+            state = (ts, until, reason, source, event_id)
+    return state
+
+
+def in_force_at(events: list[TimelineEvent], bar_ms: int) -> InForce | None:
+    """The stand-down of one scope covering bar_ms, if any."""
+    state = fold(events, bar_ms)
+    return state if state is not None and bar_ms < state[1] else None
+
+
+def _time_text(value_ms: int) -> str:
+    return format_utc(EPOCH + timedelta(milliseconds=value_ms))
+
+
+def _scope_sort(key: ScopeKey) -> tuple[bool, str, bool, str]:
+    return (key[0] is not None, key[0] or "", key[1] is not None, key[1] or "")
+
+
+class StandDownBook:
+    """Stand-downs per scope, and the delayed audit of every decision against them."""
+
+    def __init__(self, config: StandDownConfig | None = None) -> None:
+        self.config = config or StandDownConfig()
+        self._scopes: dict[ScopeKey, list[TimelineEvent]] = {}
+        self._pending: list[Pending] = []
+        self._seq = 0
+        self._watermark_ms: int | None = None
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def on_stand_down(self, event: StandDownEvent) -> Emitted:
+        """Insert the event into its scope's timeline (a repeat of the same event is ignored)."""
+        until = 0 if event.until_ts is None else ms(event.until_ts)
+        item: TimelineEvent = (
+            ms(event.ts),
+            _RANK[event.action],
+            event.event_id,
+            until,
+            event.reason,
+            event.source.value,
+        )
+        key = (event.scope.strategy_id, event.scope.symbol)
+        events = self._scopes.get(key)
+        if events is None:
+            self._scopes[key] = [item]
+        else:
+            at = bisect_left(events, item)
+            if at == len(events) or events[at] != item:
+                events.insert(at, item)
+        return Emitted()
+
+    def on_decision(self, decision: DecisionRecord) -> Emitted:
+        """Buffer what the audit of ``decision`` needs; the audit runs in ``on_tick``."""
+        info = decision.stand_down
+        reported = None if info is None else (ms(info.until_ts), info.reason, info.source.value)
+        self._seq += 1
+        heapq.heappush(
+            self._pending,
+            (
+                ms(decision.bar_ts),
+                decision.event_id,
+                self._seq,
+                decision.bar_ts,
+                decision.strategy_id,
+                decision.symbol,
+                decision.target_weight_final,
+                reported,
+            ),
+        )
+        return Emitted()
+
+    def on_tick(self, watermark_ms: int) -> Emitted:
+        """Audit the decisions with bar_ts <= watermark_ms - allowed_lateness_ms; compact."""
+        if self._watermark_ms is None or watermark_ms > self._watermark_ms:
+            self._watermark_ms = watermark_ms
+        horizon = watermark_ms - self.config.allowed_lateness_ms
+        emitted = Emitted()
+        pending = self._pending
+        while pending and pending[0][0] <= horizon:
+            self._audit(heapq.heappop(pending), emitted)
+        self._compact(horizon - self.config.history_ms)
+        return emitted
+
+    def flush(self) -> Emitted:
+        """Audit every buffered decision (end of a finite input)."""
+        emitted = Emitted()
+        pending = self._pending
+        while pending:
+            self._audit(heapq.heappop(pending), emitted)
+        return emitted
+
+    # -- audit -------------------------------------------------------------------------------
+
+    def in_force(
+        self, strategy_id: str, symbol: str, bar_ms: int
+    ) -> tuple[ScopeKey, InForce] | None:
+        """The stand-down covering (strategy_id, symbol) at bar_ms, with its scope, if any."""
+        if not self._scopes:
+            return None
+        best: tuple[ScopeKey, InForce] | None = None
+        for key in ((strategy_id, symbol), (strategy_id, None), (None, symbol), (None, None)):
+            events = self._scopes.get(key)
+            if events is None:
+                continue
+            state = in_force_at(events, bar_ms)
+            if state is not None and (best is None or state[1] > best[1][1]):
+                best = (key, state)
+        return best
+
+    def _audit(self, item: Pending, emitted: Emitted) -> None:
+        bar_ms, event_id, _, bar_ts, strategy_id, symbol, weight, reported = item
+        found = self.in_force(strategy_id, symbol, bar_ms)
+        if found is None and reported is None:
+            return  # the common case: nothing in force, nothing reported
+        cfg = self.config
+        evidence: dict[str, Any] = {
+            "decision_event_id": event_id,
+            "strategy_id": strategy_id,
+            "symbol": symbol,
+            "bar_ts": format_utc(bar_ts),
+            "target_weight_final": weight,
+        }
+        scope = AlertScope(strategy_id=strategy_id, symbol=symbol)
+        signals = emitted.signals
+        if found is None:
+            if reported is None:
+                return
+            signals.append(
+                AlertSignal(
+                    kind=AlertKind.DATA_QUALITY,
+                    severity=cfg.unknown_severity,
+                    scope=scope,
+                    event_time=bar_ts,
+                    evidence={
+                        "problem": UNKNOWN_TEXT,
+                        **evidence,
+                        "reported_stand_down": {
+                            "until_ts": _time_text(reported[0]),
+                            "reason": reported[1],
+                            "source": reported[2],
+                        },
+                    },
+                    dedup_key=f"data_quality|stand_down_unknown|{strategy_id}|{symbol}",
+                    source_id=event_id,
+                )
+            )
+            return
+        (scope_strategy, scope_symbol), (since, until, reason, source, sd_event_id) = found
+        evidence["stand_down"] = {
+            "scope": {"strategy_id": scope_strategy, "symbol": scope_symbol},
+            "since_ts": _time_text(since),
+            "until_ts": _time_text(until),
+            "reason": reason,
+            "source": source,
+            "event_id": sd_event_id,
+        }
+        if abs(weight) > cfg.zero_weight_tolerance:
+            signals.append(
+                AlertSignal(
+                    kind=AlertKind.STAND_DOWN_VIOLATION,
+                    severity=cfg.violation_severity,
+                    scope=scope,
+                    event_time=bar_ts,
+                    evidence=dict(evidence),
+                    dedup_key=f"stand_down_violation|{strategy_id}|{symbol}",
+                    source_id=event_id,
+                )
+            )
+        if reported is None:
+            signals.append(
+                AlertSignal(
+                    kind=AlertKind.DATA_QUALITY,
+                    severity=cfg.missing_severity,
+                    scope=scope,
+                    event_time=bar_ts,
+                    evidence={"problem": MISSING_TEXT, **evidence},
+                    dedup_key=f"data_quality|stand_down_missing|{strategy_id}|{symbol}",
+                    source_id=event_id,
+                )
+            )
+
+    def _compact(self, prune_ms: int) -> None:
+        for key in [k for k, events in self._scopes.items() if events[0][0] <= prune_ms]:
+            events = self._scopes[key]
+            cut = bisect_right(events, prune_ms, key=lambda event: event[0])
+            state = fold(events, prune_ms)
+            rest = events[cut:]
+            if state is not None and state[1] > prune_ms:
+                since, until, reason, source, event_id = state
+                rest.insert(0, (since, START, event_id, until, reason, source))
+            if rest:
+                self._scopes[key] = rest
+            else:
+                del self._scopes[key]
+
+    # -- reads -------------------------------------------------------------------------------
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def active_scope_count(self) -> int:
+        """Scopes with a stand-down in force at the watermark (0 before the first tick)."""
+        if self._watermark_ms is None:
+            return 0
+        at = self._watermark_ms
+        return sum(1 for events in self._scopes.values() if in_force_at(events, at) is not None)
+
+    def metrics(self) -> list[MetricSample]:
+        return [MetricSample(mn.STAND_DOWNS_ACTIVE, (), float(self.active_scope_count()))]
+
+    # -- state -------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "watermark_ms": self._watermark_ms,
+            "seq": self._seq,
+            "scopes": [
+                [key[0], key[1], [list(event) for event in self._scopes[key]]]
+                for key in sorted(self._scopes, key=_scope_sort)
+            ],
+            "pending": [
+                [
+                    bar_ms,
+                    event_id,
+                    seq,
+                    format_utc(bar_ts),
+                    strategy_id,
+                    symbol,
+                    weight,
+                    None if reported is None else list(reported),
+                ]
+                for bar_ms, event_id, seq, bar_ts, strategy_id, symbol, weight, reported in sorted(
+                    self._pending
+                )
+            ],
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        watermark = state.get("watermark_ms")
+        self._watermark_ms = None if watermark is None else int(watermark)
+        self._seq = int(state.get("seq", 0))
+        self._scopes = {
+            (strategy_id, symbol): [
+                (int(ts), int(rank), str(eid), int(until), str(reason), str(source))
+                for ts, rank, eid, until, reason, source in events
+            ]
+            for strategy_id, symbol, events in state.get("scopes", [])
+        }
+        pending: list[Pending] = [
+            (
+                int(bar_ms),
+                str(event_id),
+                int(seq),
+                datetime.fromisoformat(bar_ts),
+                str(strategy_id),
+                str(symbol),
+                float(weight),
+                None
+                if reported is None
+                else (int(reported[0]), str(reported[1]), str(reported[2])),
+            )
+            for bar_ms, event_id, seq, bar_ts, strategy_id, symbol, weight, reported in state.get(
+                "pending", []
+            )
+        ]
+        heapq.heapify(pending)
+        self._pending = pending

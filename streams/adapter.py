@@ -1,0 +1,107 @@
+"""Turning raw records into envelopes: the one decode path of both drivers.
+
+A replay line is ``{"topic": str, "key": str|null, "timestamp_ms": int|null, "value": object}``;
+a Kafka record is (topic, key bytes, value bytes). Either becomes an ``Envelope`` or a
+``Rejected`` (a DecodeError plus what a dead letter needs). Nothing here raises on bad input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from models.codec import DecodeError, decode_json, decode_obj
+from models.topics import INPUT_TOPICS
+from processors.base import Envelope
+
+UNKNOWN_TOPIC = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A record that cannot become an envelope, with everything its dead letter needs."""
+
+    source_topic: str
+    key: str | None
+    raw: bytes | str
+    error: DecodeError
+    source: str
+
+
+def decode_line(line: bytes, source: str) -> Envelope | Rejected:
+    """Decode one replay-file line (without its newline)."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Rejected(UNKNOWN_TOPIC, None, line, DecodeError("json_invalid", str(exc)), source)
+    if not isinstance(record, dict):
+        return Rejected(
+            UNKNOWN_TOPIC, None, line,
+            DecodeError("envelope_invalid", "a replay line must be a JSON object"), source,
+        )
+    topic = record.get("topic")
+    key = record.get("key")
+    timestamp_ms = record.get("timestamp_ms")
+    if not isinstance(topic, str) or not topic:
+        return Rejected(
+            UNKNOWN_TOPIC, None, line,
+            DecodeError("envelope_invalid", "'topic' must be a non-empty string", "topic"),
+            source,
+        )
+    if key is not None and not isinstance(key, str):
+        return Rejected(
+            topic, None, line,
+            DecodeError("envelope_invalid", "'key' must be a string or null", "key"), source,
+        )
+    if timestamp_ms is not None and (
+        not isinstance(timestamp_ms, int) or isinstance(timestamp_ms, bool)
+    ):
+        return Rejected(
+            topic, key, line,
+            DecodeError("envelope_invalid", "'timestamp_ms' must be an integer or null",
+                        "timestamp_ms"),
+            source,
+        )
+    if "value" not in record:
+        return Rejected(
+            topic, key, line, DecodeError("envelope_invalid", "'value' is missing", "value"),
+            source,
+        )
+    spec = INPUT_TOPICS.get(topic)
+    value = record["value"]
+    if spec is None:
+        return Rejected(
+            topic, key, _value_text(value),
+            DecodeError("unknown_topic", f"unknown input topic {topic[:64]!r}"), source,
+        )
+    decoded = decode_obj(spec.model, value)
+    if isinstance(decoded, DecodeError):
+        return Rejected(topic, key, _value_text(value), decoded, source)
+    return Envelope(topic, key, decoded, source, timestamp_ms)  # type: ignore[arg-type]
+
+
+def decode_record(
+    topic: str, key: bytes | None, value: bytes, source: str, timestamp_ms: int | None = None
+) -> Envelope | Rejected:
+    """Decode one Kafka record of an input topic (``topic`` without the deployment prefix)."""
+    key_text = key.decode("utf-8", errors="replace") if key is not None else None
+    spec = INPUT_TOPICS.get(topic)
+    if spec is None:
+        return Rejected(
+            topic, key_text, value, DecodeError("unknown_topic", f"unknown input topic {topic!r}"),
+            source,
+        )
+    decoded = decode_json(spec.model, value)
+    if isinstance(decoded, DecodeError):
+        return Rejected(topic, key_text, value, decoded, source)
+    return Envelope(topic, key_text, decoded, source, timestamp_ms)  # type: ignore[arg-type]
+
+
+def record_value_bytes(value: object) -> bytes:
+    """The bytes a replay line's value is sent as on Kafka (``policyloop produce``)."""
+    return orjson.dumps(value)
+
+
+def _value_text(value: object) -> bytes:
+    return record_value_bytes(value)
