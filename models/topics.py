@@ -84,9 +84,7 @@ OUTPUT_TOPICS: dict[str, TopicSpec] = {
         POLICY_UPDATES, PolicyUpdate, "policy scope (default: default)", compacted=True
     ),
     FEEDBACK_SUMMARIES: TopicSpec(FEEDBACK_SUMMARIES, FeedbackSummary, "run_id"),
-    PERFORMANCE: TopicSpec(
-        PERFORMANCE, PerformanceRow, "strategy_id|group|window", compacted=True
-    ),
+    PERFORMANCE: TopicSpec(PERFORMANCE, PerformanceRow, "strategy_id|group|window", compacted=True),
     DEAD_LETTERS: TopicSpec(DEAD_LETTERS, DeadLetter, "source topic key, as received"),
 }
 

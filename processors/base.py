@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from models.common import to_ms
+from models.common import OutputModel, to_ms
 from models.inputs import InputModel
-from models.outputs import AlertScope, OutputModel
+from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 
 LabelPairs = tuple[tuple[str, str], ...]

@@ -36,31 +36,55 @@ LATE_EVENTS_TOTAL = "policyloop_late_events_total"
 BUFFERED_EVENTS = "policyloop_buffered_events"
 
 CATALOGUE: tuple[MetricSpec, ...] = (
-    MetricSpec(EVENTS_TOTAL, "counter", "Input records by topic and outcome "
-               "(processed, duplicate, dead_letter).", ("topic", "outcome")),
-    MetricSpec(REPLAN_SUPPRESSED_TOTAL, "counter",
-               "Plans suppressed by the no-change replan guard.", ("strategy_id",)),
-    MetricSpec(REPLAN_RATE_PER_DAY, "gauge",
-               "Accepted replans in the current event-time day.", ("strategy_id",)),
-    MetricSpec(TRADE_COUNT, "gauge", "Closed round trips (window all) per strategy and group.",
-               ("strategy_id", "group")),
-    MetricSpec(TURNOVER, "gauge", "Fill notional over mean equity (window all).",
-               ("strategy_id",)),
-    MetricSpec(AVG_HOLD_TIME_SECONDS, "gauge", "Mean holding time of closed round trips.",
-               ("strategy_id",)),
+    MetricSpec(
+        EVENTS_TOTAL,
+        "counter",
+        "Input records by topic and outcome (processed, duplicate, dead_letter).",
+        ("topic", "outcome"),
+    ),
+    MetricSpec(
+        REPLAN_SUPPRESSED_TOTAL,
+        "counter",
+        "Plans suppressed by the no-change replan guard.",
+        ("strategy_id",),
+    ),
+    MetricSpec(
+        REPLAN_RATE_PER_DAY,
+        "gauge",
+        "Accepted replans in the current event-time day.",
+        ("strategy_id",),
+    ),
+    MetricSpec(
+        TRADE_COUNT,
+        "gauge",
+        "Closed round trips (window all) per strategy and group.",
+        ("strategy_id", "group"),
+    ),
+    MetricSpec(TURNOVER, "gauge", "Fill notional over mean equity (window all).", ("strategy_id",)),
+    MetricSpec(
+        AVG_HOLD_TIME_SECONDS, "gauge", "Mean holding time of closed round trips.", ("strategy_id",)
+    ),
     MetricSpec(CANCEL_COUNT, "gauge", "Order cancels seen.", ("strategy_id",)),
-    MetricSpec(ALERTS_TOTAL, "counter", "Alerts emitted (after dedup and rate limit).",
-               ("kind", "severity")),
-    MetricSpec(POLICY_VERSION_INFO, "gauge", "1 for the active (last-good) policy version.",
-               ("version",)),
+    MetricSpec(
+        ALERTS_TOTAL,
+        "counter",
+        "Alerts emitted (after dedup and rate limit).",
+        ("kind", "severity"),
+    ),
+    MetricSpec(
+        POLICY_VERSION_INFO, "gauge", "1 for the active (last-good) policy version.", ("version",)
+    ),
     MetricSpec(WATERMARK_SECONDS, "gauge", "Event-time watermark, seconds since the epoch.", ()),
-    MetricSpec(WIN_RATE, "gauge", "Win rate of closed round trips (window all).",
-               ("strategy_id",)),
+    MetricSpec(WIN_RATE, "gauge", "Win rate of closed round trips (window all).", ("strategy_id",)),
     MetricSpec(DRIFT_DETECTORS, "gauge", "Online drift detectors running, by kind.", ("kind",)),
     MetricSpec(STAND_DOWNS_ACTIVE, "gauge", "Stand-downs active at the watermark.", ()),
-    MetricSpec(LATE_EVENTS_TOTAL, "counter", "Inputs that arrived after the watermark had "
-               "passed their event time (processed at once, out of event-time order).",
-               ("topic",)),
+    MetricSpec(
+        LATE_EVENTS_TOTAL,
+        "counter",
+        "Inputs that arrived after the watermark had "
+        "passed their event time (processed at once, out of event-time order).",
+        ("topic",),
+    ),
     MetricSpec(BUFFERED_EVENTS, "gauge", "Inputs held in the event-time reorder buffer.", ()),
 )
 

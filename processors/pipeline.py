@@ -268,9 +268,7 @@ class Pipeline:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state, JSON-serialisable."""
-        state: dict[str, Any] = {
-            name: getattr(self, name).snapshot() for name in self._STATE_NAMES
-        }
+        state: dict[str, Any] = {name: getattr(self, name).snapshot() for name in self._STATE_NAMES}
         state["dedup"] = self.dedup.snapshot()
         state["buffer"] = self.buffer.snapshot()
         state["clock"] = [self.max_event_ms, self.watermark_ms, self._ticked_ms]

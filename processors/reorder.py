@@ -55,8 +55,14 @@ class ReorderBuffer:
         return {
             "sequence": [[topic, key, seq] for (topic, key), seq in sorted(self._sequence.items())],
             "held": [
-                [list(sort_key), env.topic, env.key, env.source, env.timestamp_ms,
-                 env.value.model_dump(mode="json")]
+                [
+                    list(sort_key),
+                    env.topic,
+                    env.key,
+                    env.source,
+                    env.timestamp_ms,
+                    env.value.model_dump(mode="json"),
+                ]
                 for sort_key, env in sorted(self._heap, key=lambda item: item[0])
             ],
         }
@@ -69,6 +75,7 @@ class ReorderBuffer:
         for sort_key, topic, key, source, timestamp_ms, value in state["held"]:
             model = INPUT_TOPICS[topic].model.model_validate(value)
             envelope = Envelope(topic, key, model, source, timestamp_ms)  # type: ignore[arg-type]
-            self._heap.append(((int(sort_key[0]), int(sort_key[1]), str(sort_key[2]),
-                                int(sort_key[3])), envelope))
+            self._heap.append(
+                ((int(sort_key[0]), int(sort_key[1]), str(sort_key[2]), int(sort_key[3])), envelope)
+            )
         heapq.heapify(self._heap)

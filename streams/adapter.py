@@ -37,43 +37,60 @@ def decode_line(line: bytes, source: str) -> Envelope | Rejected:
         return Rejected(UNKNOWN_TOPIC, None, line, DecodeError("json_invalid", str(exc)), source)
     if not isinstance(record, dict):
         return Rejected(
-            UNKNOWN_TOPIC, None, line,
-            DecodeError("envelope_invalid", "a replay line must be a JSON object"), source,
+            UNKNOWN_TOPIC,
+            None,
+            line,
+            DecodeError("envelope_invalid", "a replay line must be a JSON object"),
+            source,
         )
     topic = record.get("topic")
     key = record.get("key")
     timestamp_ms = record.get("timestamp_ms")
     if not isinstance(topic, str) or not topic:
         return Rejected(
-            UNKNOWN_TOPIC, None, line,
+            UNKNOWN_TOPIC,
+            None,
+            line,
             DecodeError("envelope_invalid", "'topic' must be a non-empty string", "topic"),
             source,
         )
     if key is not None and not isinstance(key, str):
         return Rejected(
-            topic, None, line,
-            DecodeError("envelope_invalid", "'key' must be a string or null", "key"), source,
+            topic,
+            None,
+            line,
+            DecodeError("envelope_invalid", "'key' must be a string or null", "key"),
+            source,
         )
     if timestamp_ms is not None and (
         not isinstance(timestamp_ms, int) or isinstance(timestamp_ms, bool)
     ):
         return Rejected(
-            topic, key, line,
-            DecodeError("envelope_invalid", "'timestamp_ms' must be an integer or null",
-                        "timestamp_ms"),
+            topic,
+            key,
+            line,
+            DecodeError(
+                "envelope_invalid", "'timestamp_ms' must be an integer or null", "timestamp_ms"
+            ),
             source,
         )
     if "value" not in record:
         return Rejected(
-            topic, key, line, DecodeError("envelope_invalid", "'value' is missing", "value"),
+            topic,
+            key,
+            line,
+            DecodeError("envelope_invalid", "'value' is missing", "value"),
             source,
         )
     spec = INPUT_TOPICS.get(topic)
     value = record["value"]
     if spec is None:
         return Rejected(
-            topic, key, _value_text(value),
-            DecodeError("unknown_topic", f"unknown input topic {topic[:64]!r}"), source,
+            topic,
+            key,
+            _value_text(value),
+            DecodeError("unknown_topic", f"unknown input topic {topic[:64]!r}"),
+            source,
         )
     decoded = decode_obj(spec.model, value)
     if isinstance(decoded, DecodeError):
@@ -89,7 +106,10 @@ def decode_record(
     spec = INPUT_TOPICS.get(topic)
     if spec is None:
         return Rejected(
-            topic, key_text, value, DecodeError("unknown_topic", f"unknown input topic {topic!r}"),
+            topic,
+            key_text,
+            value,
+            DecodeError("unknown_topic", f"unknown input topic {topic!r}"),
             source,
         )
     decoded = decode_json(spec.model, value)

@@ -59,8 +59,11 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
             return 1
         print("schemas are up to date")
         return 0
-    print(f"wrote {len(stale)} changed schema files to {args.dir}" if stale else
-          "schemas already up to date")
+    print(
+        f"wrote {len(stale)} changed schema files to {args.dir}"
+        if stale
+        else "schemas already up to date"
+    )
     return 0
 
 
@@ -83,8 +86,9 @@ def _progress(label: str) -> Callable[[int], None]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="policyloop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="policyloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sim = sub.add_parser("simulate", help="write a deterministic synthetic market")

@@ -47,21 +47,27 @@ def run_demo(out: Path, seed: int = 7, days: int = 30) -> int:
     elapsed = time.perf_counter() - started
     summary = result.summary
     totals = summary["input_totals"]
-    _say(f"      {totals['records']:,} records in {elapsed:.1f}s "
-         f"({totals['records'] / max(elapsed, 1e-9):,.0f} records/s)")
+    _say(
+        f"      {totals['records']:,} records in {elapsed:.1f}s "
+        f"({totals['records'] / max(elapsed, 1e-9):,.0f} records/s)"
+    )
     _say()
     _say("Inputs            records  processed  duplicate  dead_letter  late")
     for topic, row in sorted(summary["inputs"].items()):
-        _say(f"  {topic:<15} {row['records']:>7}  {row['processed']:>9}  {row['duplicate']:>9}"
-             f"  {row['dead_letter']:>11}  {row['late']:>4}")
+        _say(
+            f"  {topic:<15} {row['records']:>7}  {row['processed']:>9}  {row['duplicate']:>9}"
+            f"  {row['dead_letter']:>11}  {row['late']:>4}"
+        )
     _say()
     _say("Outputs")
     for topic, count in summary["outputs"].items():
         _say(f"  {topic:<20} {count:>7}")
     alerts = _read_jsonl(results / "alerts.jsonl")
     _say()
-    _say(f"Alerts by kind and severity ({len(alerts)} alerts, "
-         f"{sum(a['count'] for a in alerts)} occurrences)")
+    _say(
+        f"Alerts by kind and severity ({len(alerts)} alerts, "
+        f"{sum(a['count'] for a in alerts)} occurrences)"
+    )
     by_kind = Counter((a["kind"], a["severity"]) for a in alerts)
     for (kind, severity), count in sorted(by_kind.items()):
         _say(f"  {kind:<26} {severity:<9} {count:>5}")
@@ -78,6 +84,8 @@ def run_demo(out: Path, seed: int = 7, days: int = 30) -> int:
     for kind, count in sorted(Counter(d["error"]["type"] for d in letters).items()):
         _say(f"  {kind:<26} {count:>5}")
     _say()
-    _say(f"Outputs are in {results}/ (alerts.jsonl, replan_verdicts.jsonl, performance.json, "
-         "metrics.prom, summary.json, ...)")
+    _say(
+        f"Outputs are in {results}/ (alerts.jsonl, replan_verdicts.jsonl, performance.json, "
+        "metrics.prom, summary.json, ...)"
+    )
     return 0

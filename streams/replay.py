@@ -52,7 +52,10 @@ def run_replay(
                 batch = []
                 files.write(
                     pipeline.reject(
-                        decoded.source_topic, decoded.key, decoded.raw, decoded.error,
+                        decoded.source_topic,
+                        decoded.key,
+                        decoded.raw,
+                        decoded.error,
                         decoded.source,
                     )
                 )
@@ -68,8 +71,9 @@ def run_replay(
         summary = replay_summary(pipeline, lines)
         metrics_text = exposition(pipeline_registry(pipeline.metrics))
         files.finish(pipeline.performance_rows(), metrics_text, summary)
-        files.write_json("performance_report.json", pipeline.performance.report(
-            max(pipeline.max_event_ms, 0)))
+        files.write_json(
+            "performance_report.json", pipeline.performance.report(max(pipeline.max_event_ms, 0))
+        )
     return ReplayResult(lines, summary, out_dir)
 
 
@@ -77,15 +81,17 @@ def replay_summary(pipeline: Pipeline, lines: int) -> dict[str, Any]:
     """Records in, out, duplicates and dead letters per topic."""
     inputs: dict[str, dict[str, int]] = {}
     for (topic, outcome), count in sorted(pipeline.counts.items()):
-        row = inputs.setdefault(topic, {"records": 0, "processed": 0, "duplicate": 0,
-                                        "dead_letter": 0, "late": 0})
+        row = inputs.setdefault(
+            topic, {"records": 0, "processed": 0, "duplicate": 0, "dead_letter": 0, "late": 0}
+        )
         row[outcome] += count
         row["records"] += count
     for topic, count in pipeline.late.items():
         inputs[topic]["late"] = count
     for topic in INPUT_TOPICS:
-        inputs.setdefault(topic, {"records": 0, "processed": 0, "duplicate": 0,
-                                  "dead_letter": 0, "late": 0})
+        inputs.setdefault(
+            topic, {"records": 0, "processed": 0, "duplicate": 0, "dead_letter": 0, "late": 0}
+        )
     totals = {
         name: sum(row[name] for row in inputs.values())
         for name in ("records", "processed", "duplicate", "dead_letter", "late")

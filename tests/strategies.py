@@ -19,8 +19,9 @@ finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_v
 positive = st.floats(min_value=1e-6, max_value=1e9, allow_nan=False, allow_infinity=False)
 nonneg = st.floats(min_value=0.0, max_value=1e9, allow_nan=False, allow_infinity=False)
 prob = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
-offsets = st.sampled_from([timezone.utc, timezone(timedelta(hours=2)),
-                           timezone(timedelta(hours=-5, minutes=-30))])
+offsets = st.sampled_from(
+    [UTC, timezone(timedelta(hours=2)), timezone(timedelta(hours=-5, minutes=-30))]
+)
 
 
 @st.composite
@@ -39,12 +40,23 @@ def enum_values(enum: type[Any]) -> st.SearchStrategy[str]:
 @st.composite
 def decision_records(draw: st.DrawFn) -> dict[str, Any]:
     value: dict[str, Any] = {
-        "event_id": draw(ids), "run_id": draw(names), "mode": draw(enum_values(tx.Mode)),
-        "strategy_id": draw(names), "symbol": draw(names), "classification": draw(names),
-        "regime": draw(names), "timeframe": draw(names), "bar_ts": draw(aware_times()),
-        "price": draw(positive), "p_hat": draw(prob), "vol_hat": draw(nonneg),
-        "features": draw(float_maps), "current_weight": draw(finite), "equity": draw(positive),
-        "target_weight_raw": draw(finite), "target_weight_final": draw(finite),
+        "event_id": draw(ids),
+        "run_id": draw(names),
+        "mode": draw(enum_values(tx.Mode)),
+        "strategy_id": draw(names),
+        "symbol": draw(names),
+        "classification": draw(names),
+        "regime": draw(names),
+        "timeframe": draw(names),
+        "bar_ts": draw(aware_times()),
+        "price": draw(positive),
+        "p_hat": draw(prob),
+        "vol_hat": draw(nonneg),
+        "features": draw(float_maps),
+        "current_weight": draw(finite),
+        "equity": draw(positive),
+        "target_weight_raw": draw(finite),
+        "target_weight_final": draw(finite),
         "reasons": draw(st.lists(enum_values(tx.ReasonCode), max_size=4)),
         "block_events": draw(st.lists(enum_values(tx.BlockEvent), max_size=3)),
         "policy_version": draw(names),
@@ -54,8 +66,11 @@ def decision_records(draw: st.DrawFn) -> dict[str, Any]:
         value["horizon_bars"] = draw(st.integers(1, 1000))
         value["cooldown_recommendation_bars"] = draw(st.integers(0, 100))
     if draw(st.booleans()):
-        value["stand_down"] = {"until_ts": draw(aware_times()), "reason": draw(names),
-                               "source": draw(enum_values(tx.StandDownSource))}
+        value["stand_down"] = {
+            "until_ts": draw(aware_times()),
+            "reason": draw(names),
+            "source": draw(enum_values(tx.StandDownSource)),
+        }
     if draw(st.booleans()):
         value["exit_intent"] = {"emergency": draw(st.booleans()), "reason": draw(names)}
     return value
@@ -65,9 +80,15 @@ def decision_records(draw: st.DrawFn) -> dict[str, Any]:
 def execution_events(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(enum_values(tx.FillKind))
     value: dict[str, Any] = {
-        "event_id": draw(ids), "kind": kind, "order_id": draw(names),
-        "strategy_id": draw(names), "symbol": draw(names), "classification": draw(names),
-        "side": draw(enum_values(tx.Side)), "qty": draw(positive), "ts": draw(aware_times()),
+        "event_id": draw(ids),
+        "kind": kind,
+        "order_id": draw(names),
+        "strategy_id": draw(names),
+        "symbol": draw(names),
+        "classification": draw(names),
+        "side": draw(enum_values(tx.Side)),
+        "qty": draw(positive),
+        "ts": draw(aware_times()),
         "fee": draw(nonneg),
     }
     if kind == "fill" or draw(st.booleans()):
@@ -90,16 +111,21 @@ def stand_down_events(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
             scope["symbol"] = draw(names)
     value: dict[str, Any] = {
-        "event_id": draw(ids), "ts": start.isoformat(), "action": action, "scope": scope,
-        "reason": draw(names), "source": draw(enum_values(tx.StandDownSource)),
+        "event_id": draw(ids),
+        "ts": start.isoformat(),
+        "action": action,
+        "scope": scope,
+        "reason": draw(names),
+        "source": draw(enum_values(tx.StandDownSource)),
     }
     if action != "clear":
         value["until_ts"] = (start + timedelta(minutes=draw(st.integers(1, 10_000)))).isoformat()
     return value
 
 
-scalars = st.one_of(st.booleans(), st.integers(-10**6, 10**6), finite,
-                    st.text(max_size=10), st.none())
+scalars = st.one_of(
+    st.booleans(), st.integers(-(10**6), 10**6), finite, st.text(max_size=10), st.none()
+)
 
 
 @st.composite
@@ -109,21 +135,32 @@ def plan_events(draw: st.DrawFn) -> dict[str, Any]:
         for tid in draw(st.lists(names, max_size=5, unique=True))
     ]
     return {
-        "event_id": draw(ids), "plan_id": draw(names), "strategy_id": draw(names),
-        "ts": draw(aware_times()), "triggers": triggers, "risk_limits": draw(float_maps),
-        "policy_version": draw(names), "narration": draw(st.text(max_size=50)),
-        "metadata": draw(st.dictionaries(names, st.one_of(finite, names, st.booleans()),
-                                         max_size=3)),
+        "event_id": draw(ids),
+        "plan_id": draw(names),
+        "strategy_id": draw(names),
+        "ts": draw(aware_times()),
+        "triggers": triggers,
+        "risk_limits": draw(float_maps),
+        "policy_version": draw(names),
+        "narration": draw(st.text(max_size=50)),
+        "metadata": draw(
+            st.dictionaries(names, st.one_of(finite, names, st.booleans()), max_size=3)
+        ),
     }
 
 
 @st.composite
 def outcomes(draw: st.DrawFn) -> dict[str, Any]:
     return {
-        "event_id": draw(ids), "decision_id": draw(ids), "strategy_id": draw(names),
-        "symbol": draw(names), "bar_ts": draw(aware_times()),
-        "horizon_bars": draw(st.integers(1, 500)), "label": draw(st.sampled_from([0, 1])),
-        "realized_return": draw(finite), "label_ts": draw(aware_times()),
+        "event_id": draw(ids),
+        "decision_id": draw(ids),
+        "strategy_id": draw(names),
+        "symbol": draw(names),
+        "bar_ts": draw(aware_times()),
+        "horizon_bars": draw(st.integers(1, 500)),
+        "label": draw(st.sampled_from([0, 1])),
+        "realized_return": draw(finite),
+        "label_ts": draw(aware_times()),
         "label_definition": draw(names),
     }
 
@@ -131,14 +168,19 @@ def outcomes(draw: st.DrawFn) -> dict[str, Any]:
 @st.composite
 def policy_configs(draw: st.DrawFn) -> dict[str, Any]:
     return {
-        "version": draw(names), "created_at": draw(aware_times()),
+        "version": draw(names),
+        "created_at": draw(aware_times()),
         "engine": {
-            "k": draw(st.floats(0.01, 10)), "tau": draw(st.floats(0, 0.9)),
-            "vol_target": draw(st.floats(0.001, 1)), "max_abs_weight": draw(st.floats(0.01, 10)),
-            "epsilon_w": draw(st.floats(0, 1)), "min_trade_notional": draw(nonneg),
+            "k": draw(st.floats(0.01, 10)),
+            "tau": draw(st.floats(0, 0.9)),
+            "vol_target": draw(st.floats(0.001, 1)),
+            "max_abs_weight": draw(st.floats(0.01, 10)),
+            "epsilon_w": draw(st.floats(0, 1)),
+            "min_trade_notional": draw(nonneg),
             "cooldown_bars": draw(st.integers(0, 10)),
         },
-        "base_weights": draw(float_maps), "trust": draw(float_maps),
+        "base_weights": draw(float_maps),
+        "trust": draw(float_maps),
         "regime_multipliers": draw(float_maps),
         "disabled": draw(st.lists(names, max_size=4)),
     }

@@ -12,12 +12,26 @@ from models.inputs import DecisionRecord, ExecutionEvent, Outcome, PlanEvent, St
 
 def decision(**changes: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
-        "event_id": "d-1", "run_id": "r", "mode": "live", "strategy_id": "momo",
-        "symbol": "AAA", "classification": "small_cap", "regime": "trend", "timeframe": "15m",
-        "bar_ts": "2026-01-05T00:15:00Z", "price": 10.0, "p_hat": 0.6, "vol_hat": 0.01,
-        "features": {"momentum": 0.5}, "current_weight": 0.0, "equity": 1e5,
-        "target_weight_raw": 0.1, "target_weight_final": 0.1, "reasons": ["signal_entry"],
-        "block_events": [], "policy_version": "v0",
+        "event_id": "d-1",
+        "run_id": "r",
+        "mode": "live",
+        "strategy_id": "momo",
+        "symbol": "AAA",
+        "classification": "small_cap",
+        "regime": "trend",
+        "timeframe": "15m",
+        "bar_ts": "2026-01-05T00:15:00Z",
+        "price": 10.0,
+        "p_hat": 0.6,
+        "vol_hat": 0.01,
+        "features": {"momentum": 0.5},
+        "current_weight": 0.0,
+        "equity": 1e5,
+        "target_weight_raw": 0.1,
+        "target_weight_final": 0.1,
+        "reasons": ["signal_entry"],
+        "block_events": [],
+        "policy_version": "v0",
     }
     value.update(changes)
     return {k: v for k, v in value.items() if v is not ...}
@@ -49,10 +63,16 @@ def test_valid_decision_decodes() -> None:
         ({"features": {"momentum": "high"}}, "features.momentum", "float_parsing"),
         ({"confidence": 2.0}, "confidence", "less_than_equal"),
         ({"horizon_bars": 0}, "horizon_bars", "greater_than_equal"),
-        ({"cooldown_recommendation_bars": -1}, "cooldown_recommendation_bars",
-         "greater_than_equal"),
-        ({"stand_down": {"until_ts": "2026-01-05T01:00:00Z", "reason": "x", "source": "boss"}},
-         "stand_down.source", "enum"),
+        (
+            {"cooldown_recommendation_bars": -1},
+            "cooldown_recommendation_bars",
+            "greater_than_equal",
+        ),
+        (
+            {"stand_down": {"until_ts": "2026-01-05T01:00:00Z", "reason": "x", "source": "boss"}},
+            "stand_down.source",
+            "enum",
+        ),
     ],
 )
 def test_invalid_decision_names_field(changes: dict[str, Any], field: str, error_type: str) -> None:
@@ -65,8 +85,9 @@ def test_invalid_decision_names_field(changes: dict[str, Any], field: str, error
 
 def test_non_finite_floats_are_rejected() -> None:
     for bad in ("NaN", "Infinity", "-Infinity"):
-        result = decode_obj(DecisionRecord, decision(current_weight=float(bad.lower().replace(
-            "infinity", "inf"))))
+        result = decode_obj(
+            DecisionRecord, decision(current_weight=float(bad.lower().replace("infinity", "inf")))
+        )
         assert isinstance(result, DecodeError)
         assert result.field == "current_weight"
         assert result.type == "finite_number"
@@ -84,9 +105,16 @@ def test_not_json_and_not_an_object() -> None:
 
 def fill(**changes: Any) -> dict[str, Any]:
     value: dict[str, Any] = {
-        "event_id": "f-1", "kind": "fill", "order_id": "o-1", "strategy_id": "momo",
-        "symbol": "AAA", "classification": "small_cap", "side": "buy", "qty": 10.0,
-        "ts": "2026-01-05T00:15:05Z", "price": 10.0,
+        "event_id": "f-1",
+        "kind": "fill",
+        "order_id": "o-1",
+        "strategy_id": "momo",
+        "symbol": "AAA",
+        "classification": "small_cap",
+        "side": "buy",
+        "qty": 10.0,
+        "ts": "2026-01-05T00:15:05Z",
+        "price": 10.0,
     }
     value.update(changes)
     return {k: v for k, v in value.items() if v is not ...}
@@ -106,10 +134,18 @@ def test_fill_rules() -> None:
 
 
 def test_stand_down_rules() -> None:
-    base = {"event_id": "s-1", "ts": "2026-01-05T00:00:00Z", "action": "start", "scope": {},
-            "reason": "news", "source": "ops"}
+    base = {
+        "event_id": "s-1",
+        "ts": "2026-01-05T00:00:00Z",
+        "action": "start",
+        "scope": {},
+        "reason": "news",
+        "source": "ops",
+    }
     missing_until = decode_obj(StandDownEvent, base)
-    assert isinstance(missing_until, DecodeError) and "until_ts is required" in missing_until.message
+    assert (
+        isinstance(missing_until, DecodeError) and "until_ts is required" in missing_until.message
+    )
     backwards = decode_obj(StandDownEvent, {**base, "until_ts": "2026-01-04T00:00:00Z"})
     assert isinstance(backwards, DecodeError) and "after ts" in backwards.message
     clear = decode_obj(StandDownEvent, {**base, "action": "clear"})
@@ -119,15 +155,31 @@ def test_stand_down_rules() -> None:
 
 
 def test_plan_narration_limit_and_outcome_label() -> None:
-    plan = {"event_id": "p-1", "plan_id": "p", "strategy_id": "momo",
-            "ts": "2026-01-05T00:00:00Z", "triggers": [], "risk_limits": {},
-            "policy_version": "v0", "narration": "n" * (8 * 1024 + 1), "metadata": {}}
+    plan = {
+        "event_id": "p-1",
+        "plan_id": "p",
+        "strategy_id": "momo",
+        "ts": "2026-01-05T00:00:00Z",
+        "triggers": [],
+        "risk_limits": {},
+        "policy_version": "v0",
+        "narration": "n" * (8 * 1024 + 1),
+        "metadata": {},
+    }
     long_narration = decode_obj(PlanEvent, plan)
     assert isinstance(long_narration, DecodeError) and long_narration.field == "narration"
     assert isinstance(decode_obj(PlanEvent, {**plan, "narration": "ok"}), PlanEvent)
-    outcome = {"event_id": "o-1", "decision_id": "d-1", "strategy_id": "momo",
-               "symbol": "AAA", "bar_ts": "2026-01-05T00:00:00Z", "horizon_bars": 4,
-               "label": 2, "realized_return": 0.01, "label_ts": "2026-01-05T01:00:00Z",
-               "label_definition": "fwd"}
+    outcome = {
+        "event_id": "o-1",
+        "decision_id": "d-1",
+        "strategy_id": "momo",
+        "symbol": "AAA",
+        "bar_ts": "2026-01-05T00:00:00Z",
+        "horizon_bars": 4,
+        "label": 2,
+        "realized_return": 0.01,
+        "label_ts": "2026-01-05T01:00:00Z",
+        "label_definition": "fwd",
+    }
     bad_label = decode_obj(Outcome, outcome)
     assert isinstance(bad_label, DecodeError) and bad_label.field == "label"

@@ -67,8 +67,12 @@ def test_outcome_roundtrip(value: dict[str, Any]) -> None:
 @given(policy_configs())
 def test_policy_config_and_update_roundtrip(value: dict[str, Any]) -> None:
     _roundtrip(PolicyConfig, value)
-    update = {"version": value["version"], "previous_version": None,
-              "promoted_at": value["created_at"], "policy": value}
+    update = {
+        "version": value["version"],
+        "previous_version": None,
+        "promoted_at": value["created_at"],
+        "policy": value,
+    }
     _roundtrip(PolicyUpdate, update)
 
 

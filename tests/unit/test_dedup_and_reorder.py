@@ -39,16 +39,28 @@ def test_dedup_snapshot_restore() -> None:
 
 
 def _envelope(event_id: str, topic: str = "stand_down", key: str = "*") -> Envelope:
-    value = StandDownEvent.model_validate({
-        "event_id": event_id, "ts": "2026-01-05T00:00:00Z", "action": "clear", "scope": {},
-        "reason": "r", "source": "ops"})
+    value = StandDownEvent.model_validate(
+        {
+            "event_id": event_id,
+            "ts": "2026-01-05T00:00:00Z",
+            "action": "clear",
+            "scope": {},
+            "reason": "r",
+            "source": "ops",
+        }
+    )
     return Envelope(topic, key, value, f"src:{event_id}")
 
 
 def test_release_order_is_time_topic_key_sequence() -> None:
     buffer = ReorderBuffer()
-    arrivals = [(30, "fills", "B"), (10, "fills", "A"), (10, "stand_down", "Z"),
-                (10, "fills", "A"), (20, "bar_decisions", "A")]
+    arrivals = [
+        (30, "fills", "B"),
+        (10, "fills", "A"),
+        (10, "stand_down", "Z"),
+        (10, "fills", "A"),
+        (20, "bar_decisions", "A"),
+    ]
     for i, (t, topic, key) in enumerate(arrivals):
         seq = buffer.next_sequence(topic, key)
         buffer.push(t, seq, _envelope(f"e{i}", topic, key))
