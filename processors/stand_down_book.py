@@ -114,6 +114,18 @@ def _time_text(value_ms: int) -> str:
     return format_utc(EPOCH + timedelta(milliseconds=value_ms))
 
 
+def _in_force_evidence(scope: ScopeKey, state: InForce) -> dict[str, Any]:
+    since, until, reason, source, event_id = state
+    return {
+        "scope": {"strategy_id": scope[0], "symbol": scope[1]},
+        "since_ts": _time_text(since),
+        "until_ts": _time_text(until),
+        "reason": reason,
+        "source": source,
+        "event_id": event_id,
+    }
+
+
 def _scope_sort(key: ScopeKey) -> tuple[bool, str, bool, str]:
     return (key[0] is not None, key[0] or "", key[1] is not None, key[1] or "")
 
@@ -215,69 +227,56 @@ class StandDownBook:
         if found is None and reported is None:
             return  # the common case: nothing in force, nothing reported
         cfg = self.config
-        evidence: dict[str, Any] = {
-            "decision_event_id": event_id,
-            "strategy_id": strategy_id,
-            "symbol": symbol,
-            "bar_ts": format_utc(bar_ts),
-            "target_weight_final": weight,
-        }
-        scope = AlertScope(strategy_id=strategy_id, symbol=symbol)
+
+        def signal(kind: AlertKind, severity: Severity, label: str, **extra: Any) -> AlertSignal:
+            evidence = {
+                **extra,
+                "decision_event_id": event_id,
+                "strategy_id": strategy_id,
+                "symbol": symbol,
+                "bar_ts": format_utc(bar_ts),
+                "target_weight_final": weight,
+            }
+            if found is not None:
+                evidence["stand_down"] = _in_force_evidence(*found)
+            return AlertSignal(
+                kind=kind,
+                severity=severity,
+                scope=AlertScope(strategy_id=strategy_id, symbol=symbol),
+                event_time=bar_ts,
+                evidence=evidence,
+                dedup_key=f"{label}|{strategy_id}|{symbol}",
+                source_id=event_id,
+            )
+
         signals = emitted.signals
         if found is None:
-            if reported is None:
-                return
-            signals.append(
-                AlertSignal(
-                    kind=AlertKind.DATA_QUALITY,
-                    severity=cfg.unknown_severity,
-                    scope=scope,
-                    event_time=bar_ts,
-                    evidence={
-                        "problem": UNKNOWN_TEXT,
-                        **evidence,
-                        "reported_stand_down": {
-                            "until_ts": _time_text(reported[0]),
-                            "reason": reported[1],
-                            "source": reported[2],
-                        },
-                    },
-                    dedup_key=f"data_quality|stand_down_unknown|{strategy_id}|{symbol}",
-                    source_id=event_id,
+            if reported is not None:
+                until, reason, source = reported
+                shown = {"until_ts": _time_text(until), "reason": reason, "source": source}
+                signals.append(
+                    signal(
+                        AlertKind.DATA_QUALITY,
+                        cfg.unknown_severity,
+                        "data_quality|stand_down_unknown",
+                        problem=UNKNOWN_TEXT,
+                        reported_stand_down=shown,
+                    )
                 )
-            )
             return
-        (scope_strategy, scope_symbol), (since, until, reason, source, sd_event_id) = found
-        evidence["stand_down"] = {
-            "scope": {"strategy_id": scope_strategy, "symbol": scope_symbol},
-            "since_ts": _time_text(since),
-            "until_ts": _time_text(until),
-            "reason": reason,
-            "source": source,
-            "event_id": sd_event_id,
-        }
         if abs(weight) > cfg.zero_weight_tolerance:
             signals.append(
-                AlertSignal(
-                    kind=AlertKind.STAND_DOWN_VIOLATION,
-                    severity=cfg.violation_severity,
-                    scope=scope,
-                    event_time=bar_ts,
-                    evidence=dict(evidence),
-                    dedup_key=f"stand_down_violation|{strategy_id}|{symbol}",
-                    source_id=event_id,
+                signal(
+                    AlertKind.STAND_DOWN_VIOLATION, cfg.violation_severity, "stand_down_violation"
                 )
             )
         if reported is None:
             signals.append(
-                AlertSignal(
-                    kind=AlertKind.DATA_QUALITY,
-                    severity=cfg.missing_severity,
-                    scope=scope,
-                    event_time=bar_ts,
-                    evidence={"problem": MISSING_TEXT, **evidence},
-                    dedup_key=f"data_quality|stand_down_missing|{strategy_id}|{symbol}",
-                    source_id=event_id,
+                signal(
+                    AlertKind.DATA_QUALITY,
+                    cfg.missing_severity,
+                    "data_quality|stand_down_missing",
+                    problem=MISSING_TEXT,
                 )
             )
 
