@@ -80,8 +80,9 @@ find_java() {
         die "cannot read the Java version from: ${line}"
     fi
     # "1.8.0_x" -> 8, "17.0.15" -> 17
-    set -- ${major}
-    if [[ "$1" == 1 ]]; then major="${2:-0}"; else major="$1"; fi
+    local first second
+    read -r first second <<<"${major}"
+    if [[ "${first}" == 1 ]]; then major="${second:-0}"; else major="${first}"; fi
     if (( major < 17 )); then
         err "${JAVA} is Java ${major}; Kafka 3.9 needs Java 17 or newer."
         err "  Debian/Ubuntu: apt-get install openjdk-17-jre-headless  (then set JAVA_HOME)"
@@ -97,7 +98,14 @@ check_mvn() {
     fi
 }
 
-pom_hash() { sha256sum "${POM}" | cut -d' ' -f1; }
+pom_hash() {
+    if command -v sha256sum >/dev/null 2>&1; then sha256sum "${POM}" | cut -d' ' -f1
+    elif command -v shasum >/dev/null 2>&1; then shasum -a 256 "${POM}" | cut -d' ' -f1
+    else cksum "${POM}" | cut -d' ' -f1,2
+    fi
+}
+
+file_size() { wc -c <"$1" | tr -d '[:space:]'; }
 
 libs_ready() {
     [[ -f "${LIBS_MARKER}" ]] && [[ "$(cat "${LIBS_MARKER}")" == "$(pom_hash)" ]]
@@ -311,32 +319,49 @@ probe() {
         --bootstrap-server "${BOOTSTRAP}" --command-config "${CLIENT_PROPS}" --list >/dev/null 2>&1
 }
 
+# Show what this start wrote: the JVM's own output and server.log from byte offset $1 on.
 show_log_tail() {
-    local f
-    for f in "${STDOUT_LOG}" "${SERVER_LOG}"; do
-        if [[ -s "${f}" ]]; then
-            err "---- last lines of ${f} ----"
-            tail -n 40 "${f}" >&2 || true
-        fi
-    done
+    local from="${1:-0}"
+    if [[ -s "${STDOUT_LOG}" ]]; then
+        err "---- ${STDOUT_LOG} ----"
+        tail -n 40 "${STDOUT_LOG}" >&2 || true
+    fi
+    if [[ -f "${SERVER_LOG}" ]] && (( $(file_size "${SERVER_LOG}") > from )); then
+        err "---- last lines of ${SERVER_LOG} ----"
+        tail -c "+$((from + 1))" "${SERVER_LOG}" | tail -n 40 >&2 || true
+    else
+        err "(nothing new in ${SERVER_LOG})"
+    fi
+}
+
+# The broker logs "Kafka Server started" once it is unfenced and serving; probing (a JVM per
+# try, on 2 cores) before that only slows the startup down, so until that line shows up (after
+# byte offset $2 of server.log) probe at most every 5 s, then confirm with a real request.
+server_started() {
+    local from="$1"
+    [[ -f "${SERVER_LOG}" ]] || return 1
+    tail -c "+$((from + 1))" "${SERVER_LOG}" 2>/dev/null | grep -q 'Kafka Server started'
 }
 
 wait_ready() {
-    local pid="$1" deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+    local pid="$1" from="${2:-0}" deadline=$((SECONDS + KAFKA_START_TIMEOUT)) last_probe=-100
     while (( SECONDS < deadline )); do
         if ! is_our_broker "${pid}"; then
             err "the broker (pid ${pid}) exited during startup"
-            show_log_tail
+            show_log_tail "${from}"
             rm -f "${PID_FILE}"
             return 1
         fi
-        if port_open "${KAFKA_PORT}" && probe; then
-            return 0
+        if port_open "${KAFKA_PORT}"; then
+            if server_started "${from}" || (( SECONDS - last_probe >= 5 )); then
+                last_probe=${SECONDS}
+                probe && return 0
+            fi
         fi
-        sleep 0.5
+        sleep 0.2
     done
     err "the broker (pid ${pid}) did not answer on ${BOOTSTRAP} within ${KAFKA_START_TIMEOUT} s"
-    show_log_tail
+    show_log_tail "${from}"
     return 1
 }
 
@@ -364,10 +389,12 @@ stop_broker() {
 
 start_broker() {
     find_java
+    resolve_libs          # also needed to probe an already running broker
     local pid
     pid="$(broker_pid)"
     if [[ -n "${pid}" ]]; then
-        if [[ -f "${LIBS_MARKER}" ]] && port_open "${KAFKA_PORT}" && probe; then
+        [[ -f "${CLIENT_PROPS}" ]] || write_config
+        if port_open "${KAFKA_PORT}" && probe; then
             log "already running (pid ${pid}) and answering on ${BOOTSTRAP}"
             return 0
         fi
@@ -377,7 +404,6 @@ start_broker() {
         return 0
     fi
 
-    resolve_libs
     write_config
     if port_open "${KAFKA_PORT}"; then
         die "${BOOTSTRAP} is already in use by another process (not our broker); stop it or set KAFKA_PORT"
@@ -391,11 +417,14 @@ start_broker() {
     log "starting the broker on ${BOOTSTRAP} (controller ${HOST}:${KAFKA_CONTROLLER_PORT}), logs in ${LOG_DIR}"
     : >"${STDOUT_LOG}"
     rm -f "${PID_FILE}"
+    local log_offset=0
+    [[ -f "${SERVER_LOG}" ]] && log_offset="$(file_size "${SERVER_LOG}")"
     local launcher=()
     command -v setsid >/dev/null 2>&1 && launcher=(setsid)
     # The inner shell writes its own pid and then execs java, so the pid file names the JVM
     # even if setsid has to fork. nohup + setsid: the broker survives the caller's terminal.
-    # shellcheck disable=SC2086
+    # 9>&-: the broker must not inherit (and so hold forever) the lock taken in with_lock.
+    # shellcheck disable=SC2086,SC2016
     "${launcher[@]}" bash -c 'echo $$ >"$0"; exec nohup "$@"' "${PID_FILE}" \
         "${JAVA}" ${KAFKA_HEAP_OPTS} \
         -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
@@ -403,15 +432,15 @@ start_broker() {
         -Dkafka.logs.dir="${LOG_DIR}" -Dlog4j.configuration="file:${LOG4J_PROPS}" \
         ${KAFKA_JVM_OPTS} \
         -cp "${LIBS_DIR}/*" "${MAIN_CLASS}" "${SERVER_PROPS}" \
-        >>"${STDOUT_LOG}" 2>&1 </dev/null &
-    local i
-    for i in $(seq 1 50); do
+        >>"${STDOUT_LOG}" 2>&1 </dev/null 9>&- &
+    local _
+    for _ in $(seq 1 50); do
         [[ -s "${PID_FILE}" ]] && break
         sleep 0.1
     done
     pid="$(tr -d '[:space:]' <"${PID_FILE}" 2>/dev/null || true)"
     [[ -n "${pid}" ]] || die "could not start java (no pid written)"
-    if ! wait_ready "${pid}"; then
+    if ! wait_ready "${pid}" "${log_offset}"; then
         if is_our_broker "${pid}"; then
             err "stopping the broker that did not become ready"
             stop_broker >&2
@@ -440,14 +469,14 @@ status() {
 # --- main ---------------------------------------------------------------------------------
 
 usage() {
-    sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'
 }
 
 with_lock() {
     mkdir -p "${KAFKA_HOME_DIR}"
     if command -v flock >/dev/null 2>&1; then
         exec 9>"${LOCK_FILE}"
-        flock -w 600 9 || die "another kafka.sh holds ${LOCK_FILE}"
+        flock -w 300 9 || die "another kafka.sh has held ${LOCK_FILE} for 300 s"
     fi
 }
 
