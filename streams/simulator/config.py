@@ -33,27 +33,33 @@ class SimulationConfig:
         about one strategy per symbol.
       start: time of the first bar (aware, UTC).
       horizon_bars: forward-return horizon of p_hat and of the outcome labels.
+      run_id: the decisions' run_id.
     Strategies and sizing (the trading system being simulated, policy version ``v0``):
       initial_equity: equity of each strategy at the start; it follows the strategy's PnL.
       dead_zone: |p_hat - 0.5| at or below which there is no signal.
       vol_target, max_abs_weight, rebalance_band: raw weight = (p_hat - 0.5) * vol_target /
         vol_hat; final weight capped at max_abs_weight; changes under the band are not traded.
+      min_hold_bars: after a trade, the position is held this many bars (bar of the trade
+        included) before the sizing rule may trade it again.
       fee_rate_taker, fee_rate_maker: fees as a fraction of fill notional.
-      sharpness_sd: sd of a decision's own sharpness, added to both its edge and its p_hat.
+      sharpness_spread: a decision's own sharpness u ~ Uniform(1 - spread, 1 + spread)
+        multiplies both its edge and its claimed edge (see signals.py); must be in [0, 1).
     Injections:
       concept_drift_at: the first strategy's good classification flips its edge sign (p_hat
         unchanged, so it becomes overconfident); None disables.
-      calibration_drift_at, calibration_drift_size: one mediocre (strategy, classification)
-        claims ``size`` more edge than it has from then on; None disables.
-      covariate_drift_at, covariate_drift_feature, covariate_drift_shift_sd: one strategy's
-        feature mean shifts by shift_sd standard deviations for the rest of the run.
+      calibration_drift_at, calibration_drift_size: the second strategy's first mediocre
+        classification claims ``size`` more edge than it has from then on (p_hat moves away
+        from 0.5, the edge stays); None disables (skipped too if there is no mediocre one).
+      covariate_drift_at, covariate_drift_feature, covariate_drift_shift_sd: the last
+        strategy's feature mean shifts by shift_sd standard deviations for the rest of the run
+        (spread_bps, log-normal, shifts its log); None disables.
       outcome_fraction: share of decisions that get a late label; outcome_delay_mean_s: mean
         extra delay after the horizon (exponential, capped at 6 hours).
       plan_interval_hours, material_replan_prob: regular replans and the share that are
         material; churn_burst_size: material replans of one strategy in one day (0: none).
       stand_downs_per_day: stand-down episodes (at least 4); late_stand_down_every: every
         n-th episode's start arrives out of order (8 minutes late).
-      emergency_exits_per_day: emergency exit intents (at least 8).
+      emergency_exits_per_day: emergency exit intents (at least 12).
       duplicate_rate: share of good records repeated (exact now, exact later or a conflicting
         copy with the same event_id), at least 2 of each kind.
       malformed_per_kind: malformed lines of every kind of faults.MALFORMED_KINDS.
@@ -73,9 +79,10 @@ class SimulationConfig:
     vol_target: float = 0.0025
     max_abs_weight: float = 0.1
     rebalance_band: float = 0.02
+    min_hold_bars: int = 2
     fee_rate_taker: float = 0.0005
     fee_rate_maker: float = 0.0001
-    sharpness_sd: float = 0.04
+    sharpness_spread: float = 0.8
     concept_drift_at: float | None = 0.4
     calibration_drift_at: float | None = 0.7
     calibration_drift_size: float = 0.12
@@ -100,6 +107,8 @@ class SimulationConfig:
             raise ValueError("strategy ids must be unique")
         if self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
+        if not 0.0 <= self.sharpness_spread < 1.0:
+            raise ValueError("sharpness_spread must be in [0, 1)")
         if self.covariate_drift_feature not in FEATURES:
             raise ValueError(f"covariate_drift_feature must be one of {FEATURES}")
         bar_seconds(self.timeframe)
@@ -140,12 +149,24 @@ def ms_of(value: datetime) -> int:
 
 
 def fmt_ms(ms: int) -> str:
-    """RFC 3339 UTC with ``Z`` for a millisecond time (whole seconds written without fraction)."""
-    moment = EPOCH + timedelta(milliseconds=ms)
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    if ms % 1000:
-        text += f".{ms % 1000:03d}"
-    return text + "Z"
+    """RFC 3339 UTC with ``Z`` for a millisecond time (whole seconds written without fraction).
+
+    Hot (fills and labels): the date part is cached per day, the rest is integer arithmetic.
+    """
+    day, rest = divmod(ms, 86_400_000)
+    prefix = _DATE_PREFIX.get(day)
+    if prefix is None:
+        prefix = (EPOCH + timedelta(days=day)).strftime("%Y-%m-%dT")
+        _DATE_PREFIX[day] = prefix
+    seconds, millis = divmod(rest, 1000)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if millis:
+        return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}Z"
+
+
+_DATE_PREFIX: dict[int, str] = {}
 
 
 def rng_for(seed: int, component: int) -> np.random.Generator:
