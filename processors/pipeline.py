@@ -19,7 +19,7 @@ The watermark is, by default, the largest event time seen minus ``allowed_latene
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from models.outputs import RAW_MAX_BYTES, DeadLetter, DeadLetterError, Performan
 from models.topics import DEAD_LETTERS
 from processors import metric_names as mn
 from processors.alert_router import AlertRouter, AlertRouterConfig
-from processors.base import AlertSignal, Emitted, Envelope, MetricSample, Output, ms
+from processors.base import DAY_MS, Emitted, Envelope, MetricSample, Output, ms
 from processors.concept_drift import ConceptDrift, ConceptDriftConfig
 from processors.covariate_drift import CovariateDrift, CovariateDriftConfig
 from processors.dedup import DedupConfig, EventIdDedup
@@ -50,7 +50,10 @@ class PipelineConfig:
 
     allowed_lateness_ms: int = 15 * 60 * 1000
     dedup: DedupConfig = field(default_factory=DedupConfig)
-    performance: PerformanceConfig = field(default_factory=PerformanceConfig)
+    # compacted topic: one snapshot of every changed row per event-time day is plenty
+    performance: PerformanceConfig = field(
+        default_factory=lambda: PerformanceConfig(snapshot_interval_ms=DAY_MS)
+    )
     replan: ReplanGuardConfig = field(default_factory=ReplanGuardConfig)
     stand_down: StandDownConfig = field(
         default_factory=lambda: StandDownConfig(allowed_lateness_ms=0)
@@ -223,9 +226,6 @@ class Pipeline:
     def performance_rows(self) -> list[PerformanceRow]:
         """The final PerformanceRows as of the watermark."""
         return self.performance.rows(max(self.max_event_ms, 0))
-
-    def signals_pending(self) -> Sequence[AlertSignal]:
-        return ()
 
     def metrics(self) -> list[MetricSample]:
         samples = [

@@ -60,13 +60,13 @@ def test_every_malformed_line_is_a_dead_letter_and_the_rest_is_processed(
     lines = len([ln for ln in market.read_bytes().splitlines() if ln.strip()])
     assert totals["records"] == lines
     assert totals["dead_letter"] == len(malformed)
-    assert totals["duplicate"] == len(truth["duplicate_lines"])
-    assert totals["processed"] == lines - len(malformed) - len(truth["duplicate_lines"])
+    assert totals["duplicate"] == len(truth["duplicates"])
+    assert totals["processed"] == lines - len(malformed) - len(truth["duplicates"])
 
 
 def test_duplicates_change_nothing(market: Path, tmp_path: Path) -> None:
     truth = orjson.loads(market.with_suffix(".truth.json").read_bytes())
-    duplicate_lines = {int(n) for n in truth["duplicate_lines"]}
+    duplicate_lines = {int(d["line"]) for d in truth["duplicates"]}
     assert duplicate_lines
     lines = market.read_bytes().splitlines(keepends=True)
     deduped = tmp_path / "deduped.jsonl"
