@@ -12,7 +12,7 @@ Common rules of the contract, enforced here once:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import (
@@ -29,8 +29,12 @@ MAX_ENTRIES = 256
 MAX_EVENT_ID = 128
 
 
+_ZERO = timedelta(0)
+
+
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    # pydantic gives "Z" times a zero-offset tzinfo already; converting those is wasted work
+    return value if value.utcoffset() == _ZERO else value.astimezone(UTC)
 
 
 def format_utc(value: datetime) -> str:

@@ -142,6 +142,7 @@ class Pipeline:
         self._release(self.max_event_ms, out)
         emitted = Emitted()
         emitted.extend(self.stand_downs.flush())
+        emitted.extend(self.concept.flush())
         self._route(emitted, out)
         out.extend(self.router.flush())
         return self._count_outputs(out)
