@@ -9,8 +9,6 @@ New processors wired into the pipeline are covered automatically (``Pipeline._ST
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import orjson
 import pytest
 
@@ -25,8 +23,10 @@ from streams.simulator import SimulationConfig, simulate
 def envelopes(tmp_path_factory: pytest.TempPathFactory) -> list[Envelope]:
     path = tmp_path_factory.mktemp("contract") / "market.jsonl"
     simulate(SimulationConfig(seed=5, days=2, symbols=6), path)
-    decoded = [decode_line(line, f"line:{n}")
-               for n, line in enumerate(path.read_bytes().splitlines(), start=1)]
+    decoded = [
+        decode_line(line, f"line:{n}")
+        for n, line in enumerate(path.read_bytes().splitlines(), start=1)
+    ]
     return [d for d in decoded if not isinstance(d, Rejected)]
 
 
@@ -95,8 +95,14 @@ def test_stream_output_is_interleaving_independent(envelopes: list[Envelope]) ->
         by_slot.setdefault((envelope.topic, envelope.key), []).append(envelope)
     # merge the per-(topic, key) streams in a different but still time-ordered way:
     # round-robin over slots, never more than a few minutes behind
-    merged = sorted(envelopes, key=lambda e: (e.event_time.replace(second=0, microsecond=0),
-                                              e.topic != "outcomes", e.topic))
+    merged = sorted(
+        envelopes,
+        key=lambda e: (
+            e.event_time.replace(second=0, microsecond=0),
+            e.topic != "outcomes",
+            e.topic,
+        ),
+    )
     slot_order = {}
     for envelope in merged:
         slot = (envelope.topic, envelope.key)
@@ -104,7 +110,7 @@ def test_stream_output_is_interleaving_independent(envelopes: list[Envelope]) ->
     # keep each slot's own order as in the original
     for slot, items in slot_order.items():
         assert len(items) == len(by_slot[slot])
-    positions = {slot: 0 for slot in by_slot}
+    positions = dict.fromkeys(by_slot, 0)
     reordered = []
     for envelope in merged:
         slot = (envelope.topic, envelope.key)
