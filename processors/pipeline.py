@@ -25,7 +25,7 @@ from typing import Any
 
 from models.codec import DecodeError
 from models.inputs import DecisionRecord, ExecutionEvent, Outcome, PlanEvent, StandDownEvent
-from models.outputs import RAW_MAX_BYTES, DeadLetter, DeadLetterError, PerformanceRow
+from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, DeadLetterError, PerformanceRow
 from models.topics import DEAD_LETTERS
 from processors import metric_names as mn
 from processors.alert_router import AlertRouter, AlertRouterConfig
@@ -36,6 +36,7 @@ from processors.dedup import DedupConfig, EventIdDedup
 from processors.emergency_exit_audit import EmergencyExitAudit
 from processors.performance import PerformanceConfig, PerformanceTables
 from processors.performance_drift import PerformanceDrift, PerformanceDriftConfig
+from processors.policy_loop import LoopContext, PolicyLoop, PolicyLoopConfig
 from processors.reorder import ReorderBuffer
 from processors.replan_guard import ReplanGuard, ReplanGuardConfig
 from processors.stand_down_book import StandDownBook, StandDownConfig
@@ -62,6 +63,7 @@ class PipelineConfig:
     concept: ConceptDriftConfig = field(default_factory=ConceptDriftConfig)
     performance_drift: PerformanceDriftConfig = field(default_factory=PerformanceDriftConfig)
     alerts: AlertRouterConfig = field(default_factory=AlertRouterConfig)
+    policy_loop: PolicyLoopConfig = field(default_factory=PolicyLoopConfig)
 
 
 class Pipeline:
@@ -80,6 +82,7 @@ class Pipeline:
         self.concept = ConceptDrift(cfg.concept)
         self.performance_drift = PerformanceDrift(cfg.performance_drift)
         self.router = AlertRouter(cfg.alerts)
+        self.policy_loop = PolicyLoop(cfg.policy_loop)
         self.max_event_ms = NO_WATERMARK
         self.watermark_ms = NO_WATERMARK
         self._ticked_ms = NO_WATERMARK
@@ -144,7 +147,7 @@ class Pipeline:
         emitted.extend(self.stand_downs.flush())
         emitted.extend(self.concept.flush())
         self._route(emitted, out)
-        out.extend(self.router.flush())
+        self._alerts(self.router.flush(), out)
         return self._count_outputs(out)
 
     # -- internals -------------------------------------------------------------------------
@@ -185,13 +188,17 @@ class Pipeline:
         emitted.extend(self.stand_downs.on_tick(upto_ms))
         emitted.extend(self.concept.on_tick(upto_ms))
         self._route(emitted, out)
-        out.extend(self.router.on_tick(upto_ms))
+        self._alerts(self.router.on_tick(upto_ms), out)
+        if self.policy_loop.due(upto_ms):
+            loop_context = self._loop_context(upto_ms)
+            self._route(self.policy_loop.on_tick(upto_ms, loop_context), out)
 
     def _process(self, envelope: Envelope, out: list[Output]) -> None:
         value = envelope.value
         emitted = Emitted()
         if isinstance(value, DecisionRecord):
             self.performance.on_decision(value)
+            self.policy_loop.on_decision(value)
             emitted.extend(self.stand_downs.on_decision(value))
             emitted.extend(self.emergency_exits.on_decision(value))
             emitted.extend(self.covariate.on_decision(value))
@@ -210,7 +217,24 @@ class Pipeline:
     def _route(self, emitted: Emitted, out: list[Output]) -> None:
         out.extend(emitted.outputs)
         if emitted.signals:
-            out.extend(self.router.route(emitted.signals))
+            self._alerts(self.router.route(emitted.signals), out)
+
+    def _alerts(self, alerts: list[Output], out: list[Output]) -> None:
+        """Router outputs go out and to the policy loop (a high-severity drift may trigger it)."""
+        for output in alerts:
+            if isinstance(output.value, Alert):
+                self.policy_loop.on_alert(output.value)
+        out.extend(alerts)
+
+    def _loop_context(self, upto_ms: int) -> LoopContext:
+        return LoopContext(
+            drift={
+                "covariate": self.covariate.summary(),
+                "concept": self.concept.summary(),
+                "performance": self.performance_drift.summary(),
+            },
+            performance=self.performance.report(max(upto_ms, 0)),
+        )
 
     def _count(self, topic: str, outcome: str) -> None:
         slot = (topic, outcome)
@@ -254,6 +278,7 @@ class Pipeline:
             self.concept,
             self.performance_drift,
             self.router,
+            self.policy_loop,
         ]
 
     _STATE_NAMES = (
@@ -265,6 +290,7 @@ class Pipeline:
         "concept",
         "performance_drift",
         "router",
+        "policy_loop",
     )
 
     def snapshot(self) -> dict[str, Any]:

@@ -4,6 +4,7 @@ policyloop simulate --seed N --days D --out FILE   a synthetic market in the rep
 policyloop replay INPUT --out DIR                  the pipeline over a file
 policyloop schemas export [--check] [--dir DIR]    generated JSON Schemas + AsyncAPI
 policyloop demo [--out DIR]                        simulate, replay and summarise
+policyloop policy show|history|rollback VERSION    the policy archive (--archive FILE)
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--dir", default="schemas")
     exp.add_argument("--check", action="store_true", help="exit 1 when schemas are stale")
     exp.set_defaults(func=_cmd_schemas)
+
+    from streams.policy_cli import add_policy_commands
+
+    add_policy_commands(sub)
 
     demo = sub.add_parser("demo", help="simulate a market, replay it and summarise")
     demo.add_argument("--out", default="demo-out")

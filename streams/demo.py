@@ -6,18 +6,18 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import orjson
 
+from streams.demo_report import (
+    audits_vs_truth,
+    drift_vs_truth,
+    performance_table,
+    policy_loop_section,
+    read_jsonl,
+    replans_vs_truth,
+)
 from streams.replay import run_replay
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    with path.open("rb") as handle:
-        return [orjson.loads(line) for line in handle if line.strip()]
 
 
 def _say(text: str = "") -> None:
@@ -62,7 +62,7 @@ def run_demo(out: Path, seed: int = 7, days: int = 30) -> int:
     _say("Outputs")
     for topic, count in summary["outputs"].items():
         _say(f"  {topic:<20} {count:>7}")
-    alerts = _read_jsonl(results / "alerts.jsonl")
+    alerts = read_jsonl(results / "alerts.jsonl")
     _say()
     _say(
         f"Alerts by kind and severity ({len(alerts)} alerts, "
@@ -71,14 +71,28 @@ def run_demo(out: Path, seed: int = 7, days: int = 30) -> int:
     by_kind = Counter((a["kind"], a["severity"]) for a in alerts)
     for (kind, severity), count in sorted(by_kind.items()):
         _say(f"  {kind:<26} {severity:<9} {count:>5}")
-    verdicts = _read_jsonl(results / "replan_verdicts.jsonl")
+    verdicts = read_jsonl(results / "replan_verdicts.jsonl")
     suppressed = Counter(v["strategy_id"] for v in verdicts if v["verdict"] == "suppressed")
     accepted = Counter(v["strategy_id"] for v in verdicts if v["verdict"] == "accepted")
     _say()
     _say("Replans (no-change guard)   accepted  suppressed")
     for strategy in sorted(set(suppressed) | set(accepted)):
         _say(f"  {strategy:<25} {accepted[strategy]:>8}  {suppressed[strategy]:>10}")
-    letters = _read_jsonl(results / "dead_letters.jsonl")
+    truth = orjson.loads(market.with_suffix(".truth.json").read_bytes())
+    _say()
+    audits_vs_truth(alerts, truth, _say)
+    replans_vs_truth(verdicts, truth, _say)
+    _say()
+    drift_vs_truth(alerts, truth, _say)
+    _say()
+    performance_table(orjson.loads((results / "performance.json").read_bytes()), _say)
+    _say()
+    policy_loop_section(
+        read_jsonl(results / "policy_candidates.jsonl"),
+        read_jsonl(results / "policy_updates.jsonl"),
+        _say,
+    )
+    letters = read_jsonl(results / "dead_letters.jsonl")
     _say()
     _say(f"Dead letters ({len(letters)}) by error type")
     for kind, count in sorted(Counter(d["error"]["type"] for d in letters).items()):

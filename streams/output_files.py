@@ -16,7 +16,7 @@ from typing import IO, Any
 import orjson
 
 from models.codec import encode, encode_obj
-from models.outputs import PerformanceRow
+from models.outputs import FeedbackSummary, PerformanceRow, PolicyCandidate
 from models.topics import OUTPUT_FILES, PERFORMANCE
 from processors.base import Output
 
@@ -29,6 +29,7 @@ class OutputFiles:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        self._candidate: PolicyCandidate | None = None
         self._files: dict[str, IO[bytes]] = {
             topic: (out_dir / f"{topic}.jsonl").open("wb", buffering=1 << 20)
             for topic in STREAM_FILES
@@ -38,6 +39,22 @@ class OutputFiles:
         files = self._files
         for output in outputs:
             files[output.topic].write(encode(output.value) + b"\n")
+            if isinstance(output.value, PolicyCandidate):
+                self._candidate = output.value
+            elif isinstance(output.value, FeedbackSummary):
+                self._write_markdown(output.value)
+
+    def _write_markdown(self, summary: FeedbackSummary) -> None:
+        """DIR/feedback/<run_id>.md, a person's view of one loop run."""
+        from streams.policy_cli import feedback_markdown
+
+        candidate = self._candidate
+        if candidate is not None and candidate.version != summary.policy_versions.candidate:
+            candidate = None
+        folder = self.out_dir / "feedback"
+        folder.mkdir(exist_ok=True)
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in summary.run_id)
+        (folder / f"{name}.md").write_text(feedback_markdown(summary, candidate))
 
     def write_raw(self, topic: str, lines: Iterable[bytes]) -> None:
         """Write already canonical JSON lines (``dump`` re-encodes them first)."""

@@ -1,0 +1,288 @@
+"""The policy loop's window of decisions: compact columnar rows, bounded by event time.
+
+``LoopWindow.add(decision)`` keeps what the loop needs of each DecisionRecord (the fields of
+``policy_replay.TapeRow`` plus the numeric features) in typed arrays (``array.array``), with
+strategy, symbol, classification and regime interned as integer codes. Rows whose bar_ts is
+older than ``retain_ms`` behind the latest bar_ts seen are evicted, oldest arrival first (a
+row that arrived late leaves when the rows that arrived before it have left), so memory is
+bounded by event time: about ``retain_ms / bar length x (strategy, symbol) pairs`` rows of
+``9 + features`` numbers each (~100 bytes a row with 5 features), plus the interned names.
+
+``view(start_ms, end_ms)`` gives a ``WindowView`` of the rows with start <= bar_ts < end: a
+``DecisionTape`` for the replay (rows in canonical order: strategy name, symbol name, bar_ts;
+of two rows with the same key the later arrival wins, as in ``DecisionTape``), the feature
+columns and outcome labels aligned with the tape's rows. The view depends only on the rows in
+the window, never on arrival order (except for same-key duplicates) or on the interning order.
+
+Labels: ``label[i] = forward_return[i] > 0`` where the forward return is the one of the tape
+(to the next decision of the same strategy and symbol); ``labelled[i]`` is False for each
+key's last row (no next price) and wherever a price is not usable.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.inputs import DecisionRecord
+from models.taxonomy import BlockEvent, ReasonCode
+from processors.base import DAY_MS
+from processors.policy_replay import DecisionTape
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
+
+STATE_VERSION = 1
+STAND_DOWN_FLAG = 1
+EMERGENCY_FLAG = 2
+_COMPACT_AT = 4096
+_NAN = math.nan
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True, slots=True)
+class LoopWindowConfig:
+    """``retain_ms``: event time kept behind the latest bar_ts (default 8 days: a 7-day loop
+    window plus a day of slack for lateness and the rollback monitor). ``max_features``:
+    distinct feature names kept (default 32; further names are ignored)."""
+
+    retain_ms: int = 8 * DAY_MS
+    max_features: int = 32
+
+
+@dataclass(frozen=True, eq=False)
+class WindowView:
+    """The rows of one window: the tape, ``features`` (name -> column aligned with the tape's
+    rows, NaN where a decision lacks the feature), ``label`` / ``labelled`` (module
+    docstring) and the window bounds [start_ms, end_ms)."""
+
+    start_ms: int
+    end_ms: int
+    tape: DecisionTape
+    features: dict[str, FloatArray]
+    label: BoolArray
+    labelled: BoolArray
+
+    def __len__(self) -> int:
+        return len(self.tape)
+
+
+class _Names:
+    """Interned names: code -> name and name -> code."""
+
+    __slots__ = ("codes", "names")
+
+    def __init__(self, names: list[str] | None = None) -> None:
+        self.names: list[str] = list(names or [])
+        self.codes: dict[str, int] = {n: i for i, n in enumerate(self.names)}
+
+    def code(self, name: str) -> int:
+        code = self.codes.get(name)
+        if code is None:
+            code = self.codes[name] = len(self.names)
+            self.names.append(name)
+        return code
+
+
+_INT_COLUMNS = ("strategy", "symbol", "classification", "regime", "ts", "flags")
+_FLOAT_COLUMNS = ("price", "p_hat", "vol_hat")
+
+
+class LoopWindow:
+    """Bounded event-time window of decisions; see the module docstring."""
+
+    def __init__(self, config: LoopWindowConfig | None = None) -> None:
+        self.config = config or LoopWindowConfig()
+        self._clear()
+
+    def _clear(self) -> None:
+        self._strategies, self._symbols = _Names(), _Names()
+        self._classes, self._regimes = _Names(), _Names()
+        self._codes: dict[tuple[str, str, str, str], tuple[int, int, int, int]] = {}
+        self._ints: dict[str, array[int]] = {name: array("q") for name in _INT_COLUMNS}
+        self._floats: dict[str, array[float]] = {name: array("d") for name in _FLOAT_COLUMNS}
+        self._features: dict[str, array[float]] = {}
+        self._feature_names: set[str] = set()
+        self._head = 0
+        self.latest_ms: int | None = None
+
+    # -- updates -------------------------------------------------------------------------
+
+    def add(self, d: DecisionRecord) -> None:
+        """Keep one decision (never mutates it); evicts rows past ``retain_ms``."""
+        b = d.bar_ts
+        # From the fields: bar_ts is normalised to UTC by the model (UtcDatetime), and any
+        # arithmetic through its tzinfo costs ~1.5 us (as much as the rest of add).
+        ts = (b.toordinal() - _EPOCH_ORDINAL) * DAY_MS + b.microsecond // 1000
+        ts += ((b.hour * 60 + b.minute) * 60 + b.second) * 1000
+        ints, floats = self._ints, self._floats
+        flags = 0
+        if d.stand_down is not None or ReasonCode.STAND_DOWN_ACTIVE in d.reasons:
+            flags |= STAND_DOWN_FLAG
+        intent = d.exit_intent
+        if (
+            intent is not None
+            and intent.emergency
+            and BlockEvent.EMERGENCY_EXIT_VETO_SAME_BAR not in d.block_events
+        ):
+            flags |= EMERGENCY_FLAG
+        names = (d.strategy_id, d.symbol, d.classification, d.regime)
+        codes = self._codes.get(names)
+        if codes is None:
+            codes = self._codes[names] = (
+                self._strategies.code(names[0]),
+                self._symbols.code(names[1]),
+                self._classes.code(names[2]),
+                self._regimes.code(names[3]),
+            )
+        ints["strategy"].append(codes[0])
+        ints["symbol"].append(codes[1])
+        ints["classification"].append(codes[2])
+        ints["regime"].append(codes[3])
+        ints["ts"].append(ts)
+        ints["flags"].append(flags)
+        floats["price"].append(d.price)
+        floats["p_hat"].append(d.p_hat)
+        floats["vol_hat"].append(d.vol_hat)
+        values = d.features
+        if values.keys() == self._feature_names:  # the usual case: exactly the known names
+            for name, column in self._features.items():
+                column.append(values[name])
+        else:
+            self._add_features(values, len(ints["ts"]) - 1)
+        if self.latest_ms is None or ts > self.latest_ms:
+            self.latest_ms = ts
+            self._evict(ts - self.config.retain_ms)
+
+    def _add_features(self, values: Mapping[str, float], row: int) -> None:
+        features = self._features
+        for name in values:
+            if name not in features and len(features) < self.config.max_features:
+                features[name] = array("d", [_NAN]) * row
+        self._feature_names = set(features)
+        for name, column in features.items():
+            column.append(values.get(name, _NAN))
+
+    def _evict(self, cutoff_ms: int) -> None:
+        ts = self._ints["ts"]
+        head, n = self._head, len(ts)
+        while head < n and ts[head] < cutoff_ms:
+            head += 1
+        self._head = head
+        if head >= _COMPACT_AT and head * 2 >= n:
+            for column in self._columns():
+                del column[:head]
+            self._head = 0
+
+    def _columns(self) -> list[Any]:
+        return [*self._ints.values(), *self._floats.values(), *self._features.values()]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        """Rows held (not yet evicted)."""
+        return len(self._ints["ts"]) - self._head
+
+    def count(self, start_ms: int, end_ms: int) -> int:
+        """Rows with start <= bar_ts < end (duplicates of a key included)."""
+        ts = np.frombuffer(self._ints["ts"], dtype=np.int64)[self._head :]
+        return int(np.count_nonzero((ts >= start_ms) & (ts < end_ms)))
+
+    def view(self, start_ms: int, end_ms: int) -> WindowView:
+        """The rows with start <= bar_ts < end; see the module docstring."""
+        head = self._head
+        ints = {k: np.frombuffer(v, dtype=np.int64)[head:] for k, v in self._ints.items()}
+        floats = {k: np.frombuffer(v, dtype=np.float64)[head:] for k, v in self._floats.items()}
+        ts = ints["ts"]
+        rows = np.flatnonzero((ts >= start_ms) & (ts < end_ms))
+        strategy, names_s = _canonical(ints["strategy"][rows], self._strategies.names)
+        symbol, names_y = _canonical(ints["symbol"][rows], self._symbols.names)
+        classification, names_c = _canonical(ints["classification"][rows], self._classes.names)
+        regime, names_r = _canonical(ints["regime"][rows], self._regimes.names)
+        row_ts = ts[rows]
+        order = np.lexsort((row_ts, symbol, strategy))  # stable: arrival order within a key
+        keep = np.ones(order.shape[0], dtype=np.bool_)  # the last arrival of each key
+        s, y, t = strategy[order], symbol[order], row_ts[order]
+        keep[:-1] = (s[:-1] != s[1:]) | (y[:-1] != y[1:]) | (t[:-1] != t[1:])
+        picked = rows[order[keep]]
+        position = order[keep]
+        flags = ints["flags"][picked]
+        tape = DecisionTape.from_columns(
+            (names_s, names_y, names_c, names_r),
+            (strategy[position], symbol[position], classification[position], regime[position]),
+            row_ts[position],
+            floats["price"][picked],
+            floats["p_hat"][picked],
+            floats["vol_hat"][picked],
+            (flags & STAND_DOWN_FLAG) != 0,
+            (flags & EMERGENCY_FLAG) != 0,
+        )
+        features = {
+            name: np.frombuffer(column, dtype=np.float64)[head:][picked].copy()
+            for name, column in sorted(self._features.items())
+        }
+        n = len(tape)
+        labelled = np.zeros(n, dtype=np.bool_)
+        if n > 1:
+            price = tape.price
+            usable = np.isfinite(price) & (price > 0.0)
+            labelled[:-1] = ~tape.group_start[1:] & usable[1:] & usable[:-1]
+        label = labelled & (tape.forward_return > 0.0)
+        return WindowView(start_ms, end_ms, tape, features, label, labelled)
+
+    # -- state -----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The rows held, column-wise (NaN features as null), and the interned names."""
+        head = self._head
+        return {
+            "version": STATE_VERSION,
+            "latest_ms": self.latest_ms,
+            "names": [
+                list(self._strategies.names),
+                list(self._symbols.names),
+                list(self._classes.names),
+                list(self._regimes.names),
+            ],
+            "ints": {k: v[head:].tolist() for k, v in self._ints.items()},
+            "floats": {k: v[head:].tolist() for k, v in self._floats.items()},
+            "features": {
+                k: [None if math.isnan(x) else x for x in v[head:]]
+                for k, v in self._features.items()
+            },
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._clear()
+        latest = state.get("latest_ms")
+        self.latest_ms = None if latest is None else int(latest)
+        names = state.get("names", [[], [], [], []])
+        self._strategies, self._symbols = _Names(names[0]), _Names(names[1])
+        self._classes, self._regimes = _Names(names[2]), _Names(names[3])
+        for key, values in dict(state.get("ints", {})).items():
+            if key in self._ints:
+                self._ints[key] = array("q", (int(v) for v in values))
+        for key, values in dict(state.get("floats", {})).items():
+            if key in self._floats:
+                self._floats[key] = array("d", (float(v) for v in values))
+        for key, values in dict(state.get("features", {})).items():
+            self._features[str(key)] = array("d", (_NAN if v is None else v for v in values))
+        self._feature_names = set(self._features)
+
+
+def _canonical(codes: IntArray, names: list[str]) -> tuple[IntArray, tuple[str, ...]]:
+    """Codes re-indexed into the sorted tuple of the names present among them."""
+    present = np.unique(codes)
+    present_names = [names[int(c)] for c in present]
+    by_name = sorted(range(len(present_names)), key=present_names.__getitem__)
+    rank = np.empty(len(present_names), dtype=np.int64)
+    rank[np.asarray(by_name, dtype=np.int64)] = np.arange(len(by_name), dtype=np.int64)
+    position = np.searchsorted(present, codes)
+    return rank[position] if codes.shape[0] else codes, tuple(present_names[i] for i in by_name)
