@@ -181,6 +181,20 @@ class Pipeline:
         self.dedup.advance(watermark_ms)
 
     def _tick(self, upto_ms: int, out: list[Output]) -> None:
+        """Fire timers up to ``upto_ms``. A loop run due at B runs with every other
+        processor ticked to exactly B, so its context does not depend on how far past B the
+        watermark happened to jump (which differs with arrival interleaving)."""
+        if upto_ms <= self._ticked_ms:
+            return
+        loop = self.policy_loop
+        due = loop.next_due_ms()
+        while due is not None and due <= upto_ms:
+            self._tick_processors(due, out)
+            self._route(loop.on_tick(due, self._loop_context(due)), out)
+            due = loop.next_due_ms()
+        self._tick_processors(upto_ms, out)
+
+    def _tick_processors(self, upto_ms: int, out: list[Output]) -> None:
         if upto_ms <= self._ticked_ms:
             return
         self._ticked_ms = upto_ms
@@ -189,9 +203,6 @@ class Pipeline:
         emitted.extend(self.concept.on_tick(upto_ms))
         self._route(emitted, out)
         self._alerts(self.router.on_tick(upto_ms), out)
-        if self.policy_loop.due(upto_ms):
-            loop_context = self._loop_context(upto_ms)
-            self._route(self.policy_loop.on_tick(upto_ms, loop_context), out)
 
     def _process(self, envelope: Envelope, out: list[Output]) -> None:
         value = envelope.value

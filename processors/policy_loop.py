@@ -185,6 +185,11 @@ class PolicyLoop:
                 self.last_alert_run_ms = t
                 emitted.extend(self.run(t, "alert", ctx))
 
+    def next_due_ms(self) -> int | None:
+        """The earliest event time at which ``on_tick`` has work, if any."""
+        times = self._due_times()
+        return min(times) if times else None
+
     def _due_times(self) -> list[int]:
         times = [t for t in (self.next_run_ms, self.pending_alert_ms) if t is not None]
         if self.monitor is not None:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from models.codec import encode
-from processors.base import Envelope, Output
+from processors.base import Envelope, Output, ms
 from processors.pipeline import Pipeline
 from streams.adapter import Rejected, decode_line
 from streams.simulator import SimulationConfig, simulate
@@ -86,35 +86,36 @@ def test_batching_does_not_change_the_result(envelopes: list[Envelope]) -> None:
 
 
 def test_stream_output_is_interleaving_independent(envelopes: list[Envelope]) -> None:
-    """Records of different topics shuffled within the allowed lateness give the same
-    output: only the order within each (topic, key) matters."""
+    """The same records, with topics interleaved differently (each topic's own order kept,
+    skew within the allowed lateness), give the same multiset of outputs and the same
+    order per key: what a Kafka consumer merging partitions at its own pace sees."""
     baseline = Pipeline()
-    expected = sorted(_bytes(_run(baseline, envelopes) + baseline.finish()))
-    by_slot: dict[tuple[str, str | None], list[Envelope]] = {}
+    expected = _bytes(_run(baseline, envelopes) + baseline.finish())
+    skew_ms = {
+        "bar_decisions": 0,
+        "fills": -4 * 60_000,
+        "outcomes": 4 * 60_000,
+        "plans": 3 * 60_000,
+        "stand_down": -2 * 60_000,
+    }
+    queues: dict[str, list[Envelope]] = {}
     for envelope in envelopes:
-        by_slot.setdefault((envelope.topic, envelope.key), []).append(envelope)
-    # merge the per-(topic, key) streams in a different but still time-ordered way:
-    # round-robin over slots, never more than a few minutes behind
-    merged = sorted(
-        envelopes,
-        key=lambda e: (
-            e.event_time.replace(second=0, microsecond=0),
-            e.topic != "outcomes",
-            e.topic,
-        ),
-    )
-    slot_order = {}
-    for envelope in merged:
-        slot = (envelope.topic, envelope.key)
-        slot_order.setdefault(slot, []).append(envelope)
-    # keep each slot's own order as in the original
-    for slot, items in slot_order.items():
-        assert len(items) == len(by_slot[slot])
-    positions = dict.fromkeys(by_slot, 0)
-    reordered = []
-    for envelope in merged:
-        slot = (envelope.topic, envelope.key)
-        reordered.append(by_slot[slot][positions[slot]])
-        positions[slot] += 1
+        queues.setdefault(envelope.topic, []).append(envelope)
+    heads = dict.fromkeys(queues, 0)
+    interleaved: list[Envelope] = []
+    while len(interleaved) < len(envelopes):
+        topic = min(
+            (t for t in queues if heads[t] < len(queues[t])),
+            key=lambda t: (ms(queues[t][heads[t]].event_time) + skew_ms[t], t),
+        )
+        interleaved.append(queues[topic][heads[topic]])
+        heads[topic] += 1
+    assert interleaved != envelopes
     shuffled = Pipeline()
-    assert sorted(_bytes(_run(shuffled, reordered) + shuffled.finish())) == expected
+    got = _bytes(_run(shuffled, interleaved) + shuffled.finish())
+    assert baseline.late == shuffled.late == {}
+    assert sorted(got) == sorted(expected)
+    for topic_key in {(t, k) for t, k, _ in expected}:
+        assert [b for t, k, b in got if (t, k) == topic_key] == [
+            b for t, k, b in expected if (t, k) == topic_key
+        ]
