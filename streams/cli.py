@@ -5,6 +5,8 @@ policyloop replay INPUT --out DIR                  the pipeline over a file
 policyloop schemas export [--check] [--dir DIR]    generated JSON Schemas + AsyncAPI
 policyloop demo [--out DIR]                        simulate, replay and summarise
 policyloop policy show|history|rollback VERSION    the policy archive (--archive FILE)
+policyloop worker                                  the pipeline on Kafka (POLICYLOOP_* env)
+policyloop topics create | produce FILE | dump --out DIR   Kafka tools
 """
 
 from __future__ import annotations
@@ -68,6 +70,26 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streams.settings import Settings, SettingsError
+    from streams.worker.app import run_worker
+    from streams.worker.runner import RunnerOptions
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"policyloop worker: {exc}", file=sys.stderr)
+        return 2
+    options = RunnerOptions(
+        checkpoint_interval_s=args.checkpoint_interval,
+        idle_flush_s=args.idle_flush,
+        max_records=args.max_records,
+    )
+    roles = ("sequencer", "pipeline") if args.role == "all" else (args.role,)
+    run_worker(settings, roles=roles, options=options, loglevel=args.loglevel)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
@@ -112,9 +134,29 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--check", action="store_true", help="exit 1 when schemas are stale")
     exp.set_defaults(func=_cmd_schemas)
 
+    from streams.kafka_cli import add_kafka_commands
     from streams.policy_cli import add_policy_commands
 
     add_policy_commands(sub)
+    add_kafka_commands(sub)
+
+    work = sub.add_parser("worker", help="run the pipeline on Kafka (settings from POLICYLOOP_*)")
+    work.add_argument("--role", choices=("all", "sequencer", "pipeline"), default="all")
+    work.add_argument(
+        "--checkpoint-interval", type=float, default=30.0, help="seconds between state checkpoints"
+    )
+    work.add_argument(
+        "--idle-flush",
+        type=float,
+        default=3.0,
+        help="seconds idle (all inputs caught up) before buffered records are "
+        "released, as replay does at the end of its file",
+    )
+    work.add_argument(
+        "--max-records", type=int, default=5000, help="sequenced records per pipeline transaction"
+    )
+    work.add_argument("--loglevel", default="warning")
+    work.set_defaults(func=_cmd_worker)
 
     demo = sub.add_parser("demo", help="simulate a market, replay it and summarise")
     demo.add_argument("--out", default="demo-out")

@@ -1,0 +1,305 @@
+"""Stage 2: the pipeline over the sequenced log, with exactly-once outputs.
+
+Consumes the single partition of the sequenced topic in the group ``<group>-pipeline`` (one
+worker at a time holds it). Each record of the log is applied in order:
+- an input record already taken for its source partition is skipped (re-append);
+- otherwise it is decoded (a bad one becomes a dead letter) and given to the pipeline;
+- progress markers move the watermark: the event-time frontier of all input partitions
+  minus the allowed lateness, so nothing is released while a partition may still deliver
+  earlier records;
+- a flush marker releases everything, as replay does at the end of its file.
+The outputs of a batch, the consumer offset and, every ``checkpoint_interval_s``, a checkpoint
+of the whole state are published in one transaction (transactional id
+``<prefix><group>-pipeline``: a new holder fences the old one). On assignment or after any
+error the state is restored from the last checkpoint and the log re-read from there; outputs
+of records below the last committed offset are recomputed but not sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import OffsetAndMetadata
+
+from models.codec import encode
+from processors.base import Output
+from processors.pipeline import Pipeline, PipelineConfig
+from streams.adapter import Rejected, decode_record
+from streams.settings import Settings
+from streams.worker.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from streams.worker.framing import FLUSH, PROGRESS, flush_frame, parse_frame
+from streams.worker.sources import NO_TIME, Sources
+from streams.worker.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+NEVER = 2**63  # max event time minus this is below any watermark: no auto release
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    allowed_lateness_ms: int = 15 * 60 * 1000
+    checkpoint_interval_s: float = 30.0
+    idle_flush_s: float = 3.0
+    max_records: int = 5000
+
+
+class Runner:
+    """Runs the pipeline when this worker holds the sequenced partition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: dict[str, str],
+        input_partitions: dict[str, list[int]],
+        stats: WorkerStats,
+        options: RunnerOptions | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.input_partitions = input_partitions
+        self.stats = stats
+        self.options = options or RunnerOptions()
+        self.base_config = config or PipelineConfig()
+        self.tp = TopicPartition(topics["sequenced"], 0)
+        self.group = f"{settings.consumer_group}-pipeline"
+        self.pipeline = self._fresh_pipeline()
+        self.sources = Sources(input_partitions)
+        self.producer: AIOKafkaProducer | None = None
+        self.assigned = False
+        self.needs_recovery = False
+        self.next_offset = 0
+        self.suppress_below = 0
+        self.checkpoint: Checkpoint | None = None
+        self.checkpoint_chunks = 0
+        self.last_checkpoint_at = 0.0
+        self.last_data_at = time.monotonic()
+        self.flush_requested = False
+        self.input_timestamp_ms: int | None = None
+
+    def _fresh_pipeline(self) -> Pipeline:
+        # the runner moves the watermark itself (advance), never from max seen
+        return Pipeline(replace(self.base_config, allowed_lateness_ms=NEVER))
+
+    # -- applying the log ---------------------------------------------------------------
+
+    def apply(self, raw: bytes) -> list[Output]:
+        """Apply one record of the sequenced log; a pure function of the log so far."""
+        frame = parse_frame(raw)
+        pipeline = self.pipeline
+        if frame.kind == PROGRESS:
+            self.sources.marker(frame.topic, frame.partition, frame.offset, frame.end)
+            return self._advance()
+        if frame.kind == FLUSH:
+            self.flush_requested = False
+            return pipeline.finish()
+        if not self.sources.take(frame.topic, frame.partition, frame.offset):
+            return []
+        self.input_timestamp_ms = frame.timestamp_ms
+        source = f"{frame.topic}:{frame.partition}:{frame.offset}"
+        decoded = decode_record(frame.topic, frame.key, frame.value, source, frame.timestamp_ms)
+        if isinstance(decoded, Rejected):
+            out = pipeline.reject(
+                decoded.source_topic, decoded.key, decoded.raw, decoded.error, decoded.source
+            )
+            return out + self._advance()
+        out = pipeline.handle(decoded)
+        self.sources.saw_event(frame.topic, frame.partition, _event_ms(decoded.value))
+        return out + self._advance()
+
+    def _advance(self) -> list[Output]:
+        frontier = self.sources.event_time_frontier()
+        if frontier == NO_TIME:
+            return []
+        return self.pipeline.advance(frontier - self.options.allowed_lateness_ms)
+
+    # -- state --------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline.snapshot(), "sources": self.sources.snapshot()}
+
+    def restore(self, checkpoint: Checkpoint | None) -> None:
+        self.pipeline = self._fresh_pipeline()
+        self.sources = Sources(self.input_partitions)
+        if checkpoint is not None:
+            self.pipeline.restore(checkpoint.state["pipeline"])
+            known = Sources()
+            known.restore(checkpoint.state["sources"])
+            self.sources.progress.update(known.progress)
+        self.next_offset = checkpoint.next_offset if checkpoint else 0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        settings = self.settings
+        consumer = AIOKafkaConsumer(
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            **settings.aiokafka_common(),
+        )
+        consumer.subscribe([self.tp.topic], listener=_Listener(self))
+        await consumer.start()
+        try:
+            while not stopping.is_set():
+                try:
+                    if self.needs_recovery and self.assigned:
+                        await self._recover(consumer)
+                    await self._step(consumer)
+                except KafkaError as exc:
+                    log.warning("pipeline runner: %s; recovering from the last checkpoint", exc)
+                    self.needs_recovery = True
+                    await self._stop_producer()
+                    await asyncio.sleep(1.0)
+        finally:
+            await self._stop_producer()
+            await consumer.stop()
+
+    async def _recover(self, consumer: AIOKafkaConsumer) -> None:
+        self.checkpoint, self.checkpoint_chunks = await read_checkpoint(
+            self.settings, self.topics["state"]
+        )
+        self.restore(self.checkpoint)
+        committed = await consumer.committed(self.tp)
+        self.suppress_below = committed or 0
+        consumer.seek(self.tp, self.next_offset)
+        await self._stop_producer()
+        producer = AIOKafkaProducer(
+            transactional_id=f"{self.settings.topic_prefix}{self.group}",
+            enable_idempotence=True,
+            acks="all",
+            linger_ms=self.settings.linger_ms,
+            max_batch_size=1024 * 1024,
+            **self.settings.aiokafka_common(),
+        )
+        await producer.start()
+        self.producer = producer
+        self.needs_recovery = False
+        self.last_checkpoint_at = time.monotonic()
+        self.stats.recoveries_total.inc()
+        self.stats.active.set(1)
+        log.info(
+            "pipeline runner: restored at offset %d (committed %d)",
+            self.next_offset,
+            self.suppress_below,
+        )
+
+    async def _stop_producer(self) -> None:
+        if self.producer is not None:
+            producer, self.producer = self.producer, None
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+
+    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+        if not self.assigned or self.producer is None:
+            await asyncio.sleep(0.1)
+            return
+        batch = await consumer.getmany(
+            self.tp, timeout_ms=200, max_records=self.options.max_records
+        )
+        records = batch.get(self.tp, [])
+        if not records:
+            await self._maybe_request_flush()
+            return
+        outputs: list[Output] = []
+        timestamps: list[int] = []
+        for record in records:
+            self.input_timestamp_ms = None
+            produced = self.apply(record.value)
+            if record.offset >= self.suppress_below:
+                outputs.extend(produced)
+                if produced and self.input_timestamp_ms is not None:
+                    timestamps.append(self.input_timestamp_ms)
+            else:
+                self.stats.suppressed_total.inc(len(produced))
+            self.next_offset = record.offset + 1
+        self.last_data_at = time.monotonic()
+        self.stats.settled.set(0)
+        await self._commit(outputs)
+        now_ms = time.time() * 1000.0
+        for stamp in timestamps:
+            self.stats.latency.observe(max(now_ms - stamp, 0.0) / 1000.0)
+        end = consumer.highwater(self.tp)
+        if end is not None:
+            self.stats.pipeline_lag.set(max(end - self.next_offset, 0))
+
+    async def _commit(self, outputs: list[Output]) -> None:
+        producer = self.producer
+        assert producer is not None
+        topic = self.settings.topic
+        checkpoint_due = time.monotonic() - self.last_checkpoint_at >= (
+            self.options.checkpoint_interval_s
+        )
+        async with producer.transaction():
+            for output in outputs:
+                await producer.send(
+                    topic(output.topic), encode(output.value), key=output.key.encode()
+                )
+            if checkpoint_due:
+                generation = (self.checkpoint.generation + 1) if self.checkpoint else 1
+                chunks = await write_checkpoint(
+                    producer,
+                    self.topics["state"],
+                    generation,
+                    self.checkpoint,
+                    self.next_offset,
+                    self.state(),
+                    self.checkpoint_chunks,
+                )
+            await producer.send_offsets_to_transaction(
+                {self.tp: OffsetAndMetadata(self.next_offset, "")}, self.group
+            )
+        self.stats.transactions_total.inc()
+        if checkpoint_due:
+            self.checkpoint = Checkpoint(generation, self.next_offset, {})
+            self.checkpoint_chunks = chunks
+            self.last_checkpoint_at = time.monotonic()
+            self.stats.checkpoints_total.inc()
+
+    async def _maybe_request_flush(self) -> None:
+        """All inputs caught up and nothing new for a while: append a flush marker to the log
+        (acted on when read back, so a recovery replays it at the same place)."""
+        pipeline = self.pipeline
+        idle = time.monotonic() - self.last_data_at >= self.options.idle_flush_s
+        has_pending = len(pipeline.buffer) > 0 or pipeline.watermark_ms < pipeline.max_event_ms
+        caught_up = self.sources.all_caught_up()
+        self.stats.settled.set(1 if caught_up and not has_pending else 0)
+        if not (idle and has_pending and caught_up and not self.flush_requested):
+            return
+        producer = self.producer
+        assert producer is not None
+        async with producer.transaction():
+            await producer.send(self.tp.topic, flush_frame(), partition=0)
+        self.flush_requested = True
+        self.stats.idle_flushes_total.inc()
+
+
+def _event_ms(value: Any) -> int:
+    from processors.base import ms
+
+    return ms(value.event_time)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        if self.runner.tp in revoked:
+            self.runner.assigned = False
+            self.runner.stats.active.set(0)
+            await self.runner._stop_producer()
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.runner.tp in assigned:
+            self.runner.assigned = True
+            self.runner.needs_recovery = True

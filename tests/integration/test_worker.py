@@ -1,0 +1,190 @@
+"""The worker on the real broker: parity with replay, and the faults production brings.
+
+Each test publishes a simulated market with ``policyloop produce``, runs real
+``policyloop worker`` processes, reads the outputs back with ``policyloop dump`` and compares
+them with ``policyloop replay`` of the same file.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from kafka_harness import (
+    ROOT,
+    Worker,
+    assert_same_outputs,
+    cli,
+    wait_until,
+)
+
+from streams.settings import Settings
+from streams.simulator import SimulationConfig, simulate
+
+pytestmark = pytest.mark.integration
+FAST = ("--idle-flush", "1.5", "--checkpoint-interval", "0.5")
+
+
+def _market(tmp_path: Path, days: int = 2, symbols: int = 6, seed: int = 5) -> Path:
+    path = tmp_path / "market.jsonl"
+    simulate(SimulationConfig(seed=seed, days=days, symbols=symbols), path)
+    return path
+
+
+def _produce(kafka: Settings, market: Path) -> int:
+    text = cli(kafka, "produce", str(market), "--create-topics")
+    match = re.search(r"produced (\d+) records", text)
+    assert match, text
+    return int(match.group(1))
+
+
+def _replay_and_dump(kafka: Settings, market: Path, tmp_path: Path) -> tuple[Path, Path]:
+    replay_dir, dump_dir = tmp_path / "replay", tmp_path / "dump"
+    cli(kafka, "replay", str(market), "--out", str(replay_dir))
+    cli(kafka, "dump", "--out", str(dump_dir), "--idle-ms", "2000")
+    return replay_dir, dump_dir
+
+
+def test_worker_output_equals_replay(kafka: Settings, tmp_path: Path) -> None:
+    market = _market(tmp_path)
+    records = _produce(kafka, market)
+    worker = Worker(kafka, tmp_path, "a", *FAST)
+    try:
+        wait_until(
+            lambda: worker.processed() >= records and worker.settled(),
+            120,
+            "the worker to settle",
+            [worker.log_path],
+        )
+    finally:
+        worker.stop()
+    assert_same_outputs(*_replay_and_dump(kafka, market, tmp_path))
+
+
+def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka: Settings, tmp_path: Path) -> None:
+    market = _market(tmp_path, days=4, symbols=8)
+    records = _produce(kafka, market)
+    first = Worker(kafka, tmp_path, "first", *FAST, "--max-records", "300")
+    wait_until(
+        lambda: first.processed() >= records * 0.3, 120, "a third of the input", [first.log_path]
+    )
+    first.kill()
+    second = Worker(kafka, tmp_path, "second", *FAST)
+    try:
+        wait_until(
+            lambda: second.processed() >= records and second.settled(),
+            180,
+            "the restarted worker to settle",
+            [first.log_path, second.log_path],
+        )
+        assert second.metrics().get("policyloop_recoveries_total", 0) >= 1
+    finally:
+        second.stop()
+    assert_same_outputs(*_replay_and_dump(kafka, market, tmp_path))
+
+
+def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_path: Path) -> None:
+    market = _market(tmp_path, days=4, symbols=8)
+    records = _produce(kafka, market)
+    a = Worker(kafka, tmp_path, "a", *FAST, "--max-records", "300")
+    b: Worker | None = None
+    try:
+        wait_until(
+            lambda: a.processed() >= records * 0.2, 120, "a fifth of the input", [a.log_path]
+        )
+        b = Worker(kafka, tmp_path, "b", *FAST, "--max-records", "300")
+        wait_until(
+            lambda: a.processed() >= records * 0.5 or b.processed() > 0,
+            120,
+            "progress with two workers",
+            [a.log_path, b.log_path],
+        )
+        a.stop()  # the pipeline partition moves to b: another rebalance
+        wait_until(
+            lambda: b.processed() >= records and b.settled(),
+            180,
+            "the remaining worker to settle",
+            [a.log_path, b.log_path],
+        )
+        sequenced = b.metrics().get("policyloop_sequenced_records_total", 0)
+        assert 0 < sequenced < records, "b should have sequenced only its share"
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
+    assert_same_outputs(*_replay_and_dump(kafka, market, tmp_path))
+
+
+def test_malformed_records_on_every_topic_become_dead_letters(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    market = _market(tmp_path, days=1, symbols=4)
+    records = _produce(kafka, market)
+    bad_values = [b"not json", b"[1, 2]", b'{"event_id": "x"}', b"\xff\xfe", b"", b"{" * 10]
+    topics = ("bar_decisions", "fills", "stand_down", "plans", "outcomes")
+
+    async def send_bad() -> None:
+        producer = AIOKafkaProducer(**kafka.aiokafka_common())
+        await producer.start()
+        try:
+            for topic in topics:
+                for value in bad_values:
+                    await producer.send_and_wait(kafka.topic(topic), value, key=b"BAD")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send_bad())
+    worker = Worker(kafka, tmp_path, "a", *FAST)
+    try:
+        total = records + len(topics) * len(bad_values)
+        wait_until(
+            lambda: worker.processed() >= total and worker.settled(),
+            120,
+            "the worker to settle",
+            [worker.log_path],
+        )
+        assert worker.alive()
+    finally:
+        worker.stop()
+    replay_dir, dump_dir = _replay_and_dump(kafka, market, tmp_path)
+    letters = (dump_dir / "dead_letters.jsonl").read_text().splitlines()
+    replayed = (replay_dir / "dead_letters.jsonl").read_text().splitlines()
+    assert len(letters) == len(replayed) + len(topics) * len(bad_values)
+    injected = [line for line in letters if '"key":"BAD"' in line]
+    assert {t for t in topics if any(f'"source_topic":"{t}"' in x for x in injected)} == set(topics)
+
+
+def test_broker_restart_mid_stream_is_survived(kafka: Settings, tmp_path: Path) -> None:
+    market = _market(tmp_path, days=4, symbols=8)
+    records = _produce(kafka, market)
+    worker = Worker(kafka, tmp_path, "a", *FAST, "--max-records", "300")
+    try:
+        wait_until(
+            lambda: worker.processed() >= records * 0.3,
+            120,
+            "a third of the input",
+            [worker.log_path],
+        )
+        subprocess.run(
+            ["bash", "deploy/kafka.sh", "restart"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            timeout=180,
+        )
+        wait_until(
+            lambda: worker.processed() >= records and worker.settled(),
+            240,
+            "the worker to settle after the broker restart",
+            [worker.log_path],
+        )
+        assert worker.alive()
+    finally:
+        worker.stop()
+    assert_same_outputs(*_replay_and_dump(kafka, market, tmp_path))
