@@ -45,7 +45,8 @@ schemas: install
 	$(BIN)/policyloop schemas export
 
 bench: install
-	$(BIN)/python -m streams.bench
+	@bash deploy/kafka.sh up
+	@status=0; $(BIN)/python -m streams.bench || status=$$?; bash deploy/kafka.sh down; exit $$status
 
 clean:
 	rm -rf demo-out .pytest_cache .mypy_cache .ruff_cache

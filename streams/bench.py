@@ -70,8 +70,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.bench")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--symbols", type=int, default=24)
+    parser.add_argument("--only", default="replay,loop,kafka",
+                        help="comma-separated sections: replay, loop, kafka")
     args = parser.parse_args(argv)
-    results = {"replay": bench_replay(args.days, args.symbols)}
+    sections = set(args.only.split(","))
+    results: dict[str, Any] = {}
+    if "replay" in sections:
+        results["replay"] = bench_replay(args.days, args.symbols)
+    if "loop" in sections:
+        from streams.bench_learning import bench_learning
+
+        print("learning-quality benchmark ...", file=sys.stderr, flush=True)
+        results["loop"] = bench_learning(days=args.days, symbols=args.symbols)
+    if "kafka" in sections:
+        from streams.bench_kafka import bench_kafka
+
+        print("kafka benchmark ...", file=sys.stderr, flush=True)
+        market = BENCH_DIR / f"market-{args.days}d-{args.symbols}s-7.jsonl"
+        if not market.exists():
+            bench_replay(args.days, args.symbols)
+        results["kafka"] = bench_kafka(market, BENCH_DIR)
     BENCH_DIR.mkdir(exist_ok=True)
     (BENCH_DIR / "results.json").write_bytes(
         orjson.dumps(results, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
@@ -79,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     for section, figures in results.items():
         print(f"[{section}]")
         for name, value in figures.items():
-            print(f"  {name:<24} {value}")
+            print(f"  {name:<36} {value}")
     return 0
 
 

@@ -1,0 +1,59 @@
+"""The baseline the worker is measured against: a naive one-event-at-a-time Faust agent that
+decodes each input record with the models and counts it (no pipeline work at all).
+
+Run as ``python -m streams.bench_faust_naive EXPECTED`` with POLICYLOOP_* settings; prints
+``naive_faust_records_per_s=<rate>`` once EXPECTED records were consumed, then exits.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import faust
+
+from models.topics import INPUT_TOPICS
+from streams.adapter import decode_record
+from streams.settings import Settings
+
+
+def main() -> None:
+    expected = int(sys.argv[1])
+    settings = Settings.from_env()
+    app = faust.App(
+        f"{settings.topic_prefix}naive-faust-bench",
+        broker=f"kafka://{settings.bootstrap_servers}",
+        store="memory://",
+        web_enabled=False,
+        autodiscover=False,
+        topic_disable_leader=True,
+    )
+    names = {settings.topic(name): name for name in INPUT_TOPICS}
+    topic = app.topic(*names, value_serializer="raw", key_serializer="raw")
+    state: dict[str, Any] = {"count": 0, "started": None}
+
+    @app.agent(topic)
+    async def naive(stream: Any) -> None:
+        async for event in stream.events():
+            if state["started"] is None:
+                state["started"] = time.perf_counter()
+            message = event.message
+            decode_record(
+                names[message.topic],
+                message.key,
+                message.value,
+                f"{message.partition}:{message.offset}",
+            )
+            state["count"] += 1
+            if state["count"] >= expected:
+                elapsed = time.perf_counter() - state["started"]
+                print(f"naive_faust_records_per_s={expected / elapsed:.0f}", flush=True)
+                await app.stop()
+                return
+
+    faust.Worker(app, loglevel="error", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

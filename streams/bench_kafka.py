@@ -1,0 +1,217 @@
+"""Kafka figures for ``make bench``, all measured in the same run on the same broker:
+
+- raw: aiokafka ``getmany`` + orjson over the input topics (the ceiling of any consumer);
+- naive: a one-event-at-a-time Faust agent that only decodes (streams/bench_faust_naive.py);
+- worker: ``policyloop worker`` end to end (sequencer + pipeline + transactional outputs),
+  timed from its first processed record to all processed;
+- latency: input records produced at a fixed rate while the worker runs; the p99 of the
+  ``policyloop_processing_latency_seconds`` histogram (record timestamp to the commit of the
+  transaction holding the outputs it released).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from models.topics import INPUT_TOPICS
+from streams.kafka_topics import create_topics
+from streams.produce import produce_file
+from streams.settings import Settings
+
+
+async def _raw_rate(settings: Settings, expected: int) -> float:
+    consumer = AIOKafkaConsumer(
+        *[settings.topic(t) for t in INPUT_TOPICS],
+        group_id=f"{settings.topic_prefix}raw",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        **settings.aiokafka_common(),
+    )
+    await consumer.start()
+    count, started = 0, 0.0
+    try:
+        while count < expected:
+            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
+            if batches and not started:
+                started = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    if record.value:
+                        with contextlib.suppress(orjson.JSONDecodeError):
+                            orjson.loads(record.value)
+                count += len(records)
+    finally:
+        await consumer.stop()
+    return count / (time.perf_counter() - started)
+
+
+def _env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        POLICYLOOP_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        POLICYLOOP_TOPIC_PREFIX=settings.topic_prefix,
+        POLICYLOOP_CONSUMER_GROUP=settings.consumer_group,
+        **extra,
+    )
+    return env
+
+
+def _metrics(port: int) -> dict[str, float]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def _processed(samples: dict[str, float]) -> float:
+    return sum(v for k, v in samples.items() if k.startswith("policyloop_events_total{"))
+
+
+def _p99(samples: dict[str, float]) -> float | None:
+    buckets = sorted(
+        (float(k.split('le="')[1].split('"')[0]), v)
+        for k, v in samples.items()
+        if k.startswith("policyloop_processing_latency_seconds_bucket")
+    )
+    total = samples.get("policyloop_processing_latency_seconds_count", 0.0)
+    if not total:
+        return None
+    for bound, cumulative in buckets:
+        if cumulative >= 0.99 * total:
+            return bound
+    return None
+
+
+def _start_worker(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker", "--idle-flush", "2"],
+        env=_env(settings, POLICYLOOP_METRICS_PORT=str(port)),
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _worker_rate(settings: Settings, expected: int, port: int, log: Path) -> float:
+    process = _start_worker(settings, port, log)
+    first: float | None = None
+    try:
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            done = _processed(_metrics(port))
+            now = time.perf_counter()
+            if done > 0 and first is None:
+                first = now
+            if done >= expected and first is not None:
+                return expected / (now - first)
+            time.sleep(0.05)
+        raise TimeoutError(f"worker did not finish; see {log}")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path) -> Any:
+    wall = market.with_name(market.stem + "-wallclock.jsonl")
+    with market.open("rb") as src, wall.open("wb") as dst:
+        for line in src:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("topic") in INPUT_TOPICS:
+                record["timestamp_ms"] = None  # the producer stamps wall time
+                dst.write(orjson.dumps(record) + b"\n")
+    asyncio.run(create_topics(settings))
+    process = _start_worker(settings, port, log)
+    try:
+        time.sleep(8)  # let the worker join its groups before the clock starts
+        result = asyncio.run(produce_file(wall, settings, rate=rate))
+        deadline = time.monotonic() + 300
+        while _processed(_metrics(port)) < result.records and time.monotonic() < deadline:
+            time.sleep(0.2)
+        samples = _metrics(port)
+        return {
+            "rate_per_s": rate,
+            "records": result.records,
+            "p99_seconds_le": _p99(samples),
+            "count": samples.get("policyloop_processing_latency_seconds_count"),
+        }
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+async def _delete(settings: Settings) -> None:
+    admin = AIOKafkaAdminClient(**settings.aiokafka_common())
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(settings.topic_prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+
+
+def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> dict[str, Any]:
+    """Raw, naive-Faust and worker rates on the same records; latency at a fixed rate."""
+    base = Settings.from_env()
+    run = uuid.uuid4().hex[:8]
+    settings = base.with_overrides(topic_prefix=f"bench-{run}-", consumer_group=f"bench-{run}")
+    latency_settings = base.with_overrides(
+        topic_prefix=f"bench-{run}-lat-", consumer_group=f"bench-{run}-lat"
+    )
+    try:
+        asyncio.run(create_topics(settings))
+        produced = asyncio.run(produce_file(market, settings))
+        expected = produced.records
+        raw = asyncio.run(_raw_rate(settings, expected))
+        naive_out = subprocess.run(
+            [sys.executable, "-m", "streams.bench_faust_naive", str(expected)],
+            env=_env(settings),
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        ).stdout
+        naive = (
+            float(naive_out.split("naive_faust_records_per_s=")[1].split()[0])
+            if ("naive_faust_records_per_s=" in naive_out)
+            else None
+        )
+        worker = _worker_rate(settings, expected, 9191, workdir / "bench-worker.log")
+        latency = _latency(
+            latency_settings, market, latency_rate, 9192, workdir / "bench-latency-worker.log"
+        )
+    finally:
+        asyncio.run(_delete(settings))
+        asyncio.run(_delete(latency_settings))
+    return {
+        "records": expected,
+        "raw_aiokafka_getmany_orjson_per_s": round(raw),
+        "naive_faust_agent_decode_per_s": round(naive) if naive else None,
+        "worker_end_to_end_per_s": round(worker),
+        "worker_vs_raw": round(worker / raw, 3),
+        "worker_vs_naive_faust": round(worker / naive, 2) if naive else None,
+        "latency": latency,
+    }
