@@ -5,7 +5,8 @@ policyloop produce FILE [--rate N] [--create-topics] publish a replay file to it
 policyloop dump --out DIR [--idle-ms MS]             output topics -> replay output layout
 
 Each takes ``--bootstrap-servers`` and ``--topic-prefix``, which override the environment
-(streams/settings.py). Exit status: 0 ok, 2 bad settings, arguments or missing input.
+(streams/settings.py). Exit status: 0 ok, 1 Kafka or I/O failure (one line on stderr),
+2 bad settings, arguments or missing input.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka.errors import KafkaError
 
 from streams.settings import Settings, SettingsError
 
@@ -61,7 +63,15 @@ def _run(args: argparse.Namespace, command: Any) -> int:
     except SettingsError as exc:
         print(f"policyloop {args.command}: {exc}", file=sys.stderr)
         return 2
-    code: int = asyncio.run(command(args, settings))
+    try:
+        code: int = asyncio.run(command(args, settings))
+    except (KafkaError, OSError, RuntimeError, TimeoutError) as exc:
+        print(
+            f"policyloop {args.command}: {type(exc).__name__}: {exc} "
+            f"(bootstrap servers {settings.bootstrap_servers})",
+            file=sys.stderr,
+        )
+        return 1
     return code
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from models.topics import INPUT_TOPICS, OUTPUT_TOPICS, POLICY_UPDATES
@@ -86,20 +87,37 @@ async def create_topics(
             ],
             timeout_ms=CREATE_TIMEOUT_MS,
         )
+        created, failures = [], []
+        for entry in response.topic_errors:
+            name, code = entry[0], entry[1]
+            message = entry[2] if len(entry) > 2 else None
+            if code == 0:
+                created.append(name)
+            elif code != TOPIC_ALREADY_EXISTS:  # created concurrently by someone else: fine
+                failures.append(f"{name}: error {code} {message or ''}".rstrip())
+        if failures:
+            raise TopicCreationError("could not create topics: " + "; ".join(failures))
     finally:
         await admin.close()
-    created, failures = [], []
-    for entry in response.topic_errors:
-        name, code = entry[0], entry[1]
-        message = entry[2] if len(entry) > 2 else None
-        if code == 0:
-            created.append(name)
-        elif code != TOPIC_ALREADY_EXISTS:  # created concurrently by someone else: fine
-            failures.append(f"{name}: error {code} {message or ''}".rstrip())
-    if failures:
-        raise TopicCreationError("could not create topics: " + "; ".join(failures))
+    await _wait_until_led(settings, [spec for spec in wanted if spec.name in created])
     order = {spec.name: i for i, spec in enumerate(specs)}
     return sorted(created, key=order.__getitem__)
+
+
+async def _wait_until_led(settings: Settings, specs: Sequence[NewTopicSpec]) -> None:
+    """Return once the leader of every partition of ``specs`` answers a ListOffsets request.
+
+    Metadata shows a new partition's leader a moment before that broker serves it; without
+    this the first produce starts with NotLeaderForPartition retries (and warnings).
+    """
+    consumer = AIOKafkaConsumer(**settings.aiokafka_common(), group_id=None)
+    await consumer.start()
+    try:
+        await consumer.end_offsets(
+            [TopicPartition(spec.name, p) for spec in specs for p in range(spec.partitions)]
+        )
+    finally:
+        await consumer.stop()
 
 
 async def topic_partitions(settings: Settings, names: Sequence[str]) -> dict[str, list[int]]:

@@ -46,6 +46,7 @@ MAX_RECORD_BYTES = 1_000_000
 """Key + value bytes above this become a ``too_large`` dead letter (broker limit ~1 MiB)."""
 BATCH_BYTES = 512 * 1024
 MAX_TIMESTAMP_MS = 2**63 - 1
+KafkaRecord = tuple[str, bytes | None, bytes, int | None, bytes | None]
 
 
 class MissingTopicsError(RuntimeError):
@@ -64,8 +65,13 @@ class LineRecord:
 
 @dataclass
 class ProduceResult:
-    """What ``produce_file`` did: ``sent`` counts records per contract topic (dead letters
-    under ``dead_letters``)."""
+    """What ``produce_file`` did.
+
+    lines: number of the last non-blank line read; records: records sent to input topics;
+    dead_letters: lines published as dead letters; timestamps_dropped: timestamps Kafka
+    cannot carry, replaced by the broker's clock; sent: records per contract topic name
+    (``dead_letters`` included, topics with none left out); elapsed_s: wall time of sending.
+    """
 
     lines: int = 0
     records: int = 0
@@ -126,6 +132,46 @@ def replay_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
+class _LineConverter:
+    """Turns numbered replay lines into Kafka records, dead letters included."""
+
+    def __init__(self) -> None:
+        self.rejecter = Pipeline()
+        self.timestamps_dropped = 0
+
+    def convert(self, number: int, line: bytes) -> KafkaRecord:
+        """(contract topic, key, value, timestamp_ms, partition key) of a line."""
+        parsed = parse_line(line)
+        if parsed is None:
+            rejected = decode_line(line, f"line:{number}")
+            if not isinstance(rejected, Rejected):  # parse_line and decode_line disagree: a bug
+                raise RuntimeError(f"line {number}: envelope checks of produce and replay differ")
+            return self._dead_letter(
+                rejected.source_topic, rejected.key, rejected.raw, rejected.error, rejected.source
+            )
+        key = parsed.key.encode("utf-8") if parsed.key is not None else None
+        value = record_value_bytes(parsed.value)
+        if len(value) + len(key or b"") > MAX_RECORD_BYTES:
+            error = DecodeError("too_large", f"record of {len(value)} bytes is over the limit")
+            return self._dead_letter(parsed.topic, parsed.key, value, error, f"line:{number}")
+        part_key = key
+        if key is None:
+            derived = contract_key(parsed.topic, parsed.value)
+            part_key = derived.encode("utf-8") if derived is not None else None
+        ts = parsed.timestamp_ms
+        if ts is not None and not 0 <= ts <= MAX_TIMESTAMP_MS:
+            ts = None
+            self.timestamps_dropped += 1
+        return parsed.topic, key, value, ts, part_key
+
+    def _dead_letter(
+        self, topic: str, key: str | None, raw: bytes | str, error: DecodeError, source: str
+    ) -> KafkaRecord:
+        letter: Output = self.rejecter.reject(topic, key, raw, error, source)[0]
+        letter_key = letter.key.encode("utf-8")
+        return DEAD_LETTERS, letter_key, encode(letter.value), None, letter_key
+
+
 class _PartitionBatches:
     """Per-(topic, partition) batch builders over one producer; keeps delivery futures."""
 
@@ -133,30 +179,30 @@ class _PartitionBatches:
         self.producer = producer
         self.open: dict[tuple[str, int], Any] = {}
         self.partitions = partitions
-        self.by_key: dict[tuple[str, bytes | None], int] = {}
+        self.slots: dict[tuple[str, bytes | None], tuple[str, int]] = {}
         self.pending: list[Awaitable[Any]] = []
 
-    def partition(self, topic: str, key: bytes | None) -> int:
-        cached = self.by_key.get((topic, key))
-        if cached is None:
+    def slot(self, topic: str, key: bytes | None) -> tuple[str, int]:
+        """(topic, partition) of a key: murmur2, as the Java client and aiokafka partition."""
+        found = self.slots.get((topic, key))
+        if found is None:
             hashed = murmur2(key) if key is not None else 0
-            cached = (hashed & 0x7FFFFFFF) % self.partitions[topic]
-            self.by_key[(topic, key)] = cached
-        return cached
+            found = self.slots[(topic, key)] = (
+                topic,
+                (hashed & 0x7FFFFFFF) % self.partitions[topic],
+            )
+        return found
 
-    async def add(
-        self, topic: str, partition: int, key: bytes | None, value: bytes, ts: int | None
-    ) -> None:
-        slot = (topic, partition)
+    def append(
+        self, slot: tuple[str, int], key: bytes | None, value: bytes, ts: int | None
+    ) -> bool:
+        """Append to the slot's open batch; False when that batch is full (submit, retry)."""
         builder = self.open.get(slot)
         if builder is None:
             builder = self.open[slot] = self.producer.create_batch()
-        if builder.append(timestamp=ts, key=key, value=value) is None:
-            await self._submit(slot)
-            builder = self.open[slot] = self.producer.create_batch()
-            builder.append(timestamp=ts, key=key, value=value)
+        return builder.append(timestamp=ts, key=key, value=value) is not None
 
-    async def _submit(self, slot: tuple[str, int]) -> None:
+    async def submit(self, slot: tuple[str, int]) -> None:
         builder = self.open.pop(slot)
         builder.close()  # a closed batch does not linger
         future = await self.producer.send_batch(builder, slot[0], partition=slot[1])
@@ -164,7 +210,7 @@ class _PartitionBatches:
 
     async def submit_all(self) -> None:
         for slot in list(self.open):
-            await self._submit(slot)
+            await self.submit(slot)
 
     async def delivered(self) -> None:
         """Wait for every submitted batch; raises the first delivery error."""
@@ -216,67 +262,42 @@ async def _produce(
     batch: int,
     rate: float | None,
 ) -> ProduceResult:
-    result = ProduceResult()
-    rejecter = Pipeline()
+    converter = _LineConverter()
+    convert, append, slot_of = converter.convert, batches.append, batches.slot
     sent = dict.fromkeys(targets, 0)
     started = time.perf_counter()
-    pace_every = max(1, int(rate / 200)) if rate else 0
+    step = max(1, int(rate / 200)) if rate else batch  # pace in ~5 ms steps
+    count, lines, next_check, next_gather = 0, 0, step, batch
     previous: list[Awaitable[Any]] = []
-    for number, line in replay_lines(path):
-        result.lines = number
-        parsed = parse_line(line)
-        topic: str
-        if parsed is not None:
-            key = parsed.key.encode("utf-8") if parsed.key is not None else None
-            value = record_value_bytes(parsed.value)
-            if len(value) + len(key or b"") <= MAX_RECORD_BYTES:
-                topic = targets[parsed.topic]
-                part_key = key
-                if key is None:
-                    derived = contract_key(parsed.topic, parsed.value)
-                    part_key = derived.encode("utf-8") if derived is not None else None
-                ts = parsed.timestamp_ms
-                if ts is not None and not 0 <= ts <= MAX_TIMESTAMP_MS:
-                    ts = None
-                    result.timestamps_dropped += 1
-                await batches.add(topic, batches.partition(topic, part_key), key, value, ts)
-                sent[parsed.topic] += 1
-                result.records += 1
-            else:
-                error = DecodeError("too_large", f"record of {len(value)} bytes is over the limit")
-                letter = rejecter.reject(parsed.topic, parsed.key, value, error, f"line:{number}")
-                await _send_dead_letter(batches, targets[DEAD_LETTERS], letter[0])
-                sent[DEAD_LETTERS] += 1
-                result.dead_letters += 1
-        else:
-            rejected = decode_line(line, f"line:{number}")
-            if not isinstance(rejected, Rejected):  # parse_line and decode_line disagree: a bug
-                raise RuntimeError(f"line {number}: envelope checks of produce and replay differ")
-            letters = rejecter.reject(
-                rejected.source_topic, rejected.key, rejected.raw, rejected.error, rejected.source
-            )
-            await _send_dead_letter(batches, targets[DEAD_LETTERS], letters[0])
-            sent[DEAD_LETTERS] += 1
-            result.dead_letters += 1
-        count = result.records + result.dead_letters
-        if pace_every and count % pace_every == 0:
+    for lines, line in replay_lines(path):
+        topic, key, value, ts, part_key = convert(lines, line)
+        slot = slot_of(targets[topic], part_key)
+        if not append(slot, key, value, ts):
+            await batches.submit(slot)
+            append(slot, key, value, ts)
+        sent[topic] += 1
+        count += 1
+        if count < next_check:
+            continue
+        next_check += step
+        if rate:
             await batches.submit_all()
-            assert rate is not None
             delay = started + count / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        if count % batch == 0:
+        if count >= next_gather:  # bound what is in flight; fail early on delivery errors
+            next_gather += batch
             await batches.submit_all()
             await asyncio.gather(*previous)
             previous, batches.pending = batches.pending, []
     await batches.submit_all()
     await asyncio.gather(*previous)
     await batches.delivered()
-    result.elapsed_s = time.perf_counter() - started
-    result.sent = {name: n for name, n in sent.items() if n}
-    return result
-
-
-async def _send_dead_letter(batches: _PartitionBatches, topic: str, letter: Output) -> None:
-    key = letter.key.encode("utf-8")
-    await batches.add(topic, batches.partition(topic, key), key, encode(letter.value), None)
+    return ProduceResult(
+        lines=lines,
+        records=count - sent[DEAD_LETTERS],
+        dead_letters=sent[DEAD_LETTERS],
+        timestamps_dropped=converter.timestamps_dropped,
+        sent={name: n for name, n in sent.items() if n},
+        elapsed_s=time.perf_counter() - started,
+    )
