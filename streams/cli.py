@@ -80,10 +80,15 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"policyloop worker: {exc}", file=sys.stderr)
         return 2
-    options = RunnerOptions(
+    settings = settings.with_overrides(
         checkpoint_interval_s=args.checkpoint_interval,
         idle_flush_s=args.idle_flush,
-        max_records=args.max_records,
+        pipeline_batch_records=args.max_records,
+    )
+    options = RunnerOptions(
+        checkpoint_interval_s=settings.checkpoint_interval_s,
+        idle_flush_s=settings.idle_flush_s,
+        max_records=settings.pipeline_batch_records,
     )
     roles = ("sequencer", "pipeline") if args.role == "all" else (args.role,)
     run_worker(settings, roles=roles, options=options, loglevel=args.loglevel)

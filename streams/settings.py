@@ -81,6 +81,9 @@ class Settings(BaseModel):
     replication_factor: Annotated[int, Field(ge=1, le=32)] = 1
     compression_type: CompressionType = "none"
     linger_ms: Annotated[int, Field(ge=0, le=60_000)] = 5
+    checkpoint_interval_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
+    idle_flush_s: Annotated[float, Field(gt=0, le=3600)] = 3.0
+    pipeline_batch_records: Annotated[int, Field(ge=1, le=100_000)] = 5000
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
