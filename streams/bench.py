@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.bench")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--symbols", type=int, default=24)
-    parser.add_argument("--only", default="replay,loop,kafka",
-                        help="comma-separated sections: replay, loop, kafka")
+    parser.add_argument(
+        "--only", default="replay,loop,kafka", help="comma-separated sections: replay, loop, kafka"
+    )
     args = parser.parse_args(argv)
     sections = set(args.only.split(","))
     results: dict[str, Any] = {}
