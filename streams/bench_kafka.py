@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from models.topics import INPUT_TOPICS
 from streams.kafka_topics import create_topics
+from streams.metrics import scrape
 from streams.produce import produce_file
 from streams.settings import Settings
 
@@ -70,20 +70,6 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def _metrics(port: int) -> dict[str, float]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-            text = response.read().decode()
-    except OSError:
-        return {}
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def _processed(samples: dict[str, float]) -> float:
     return sum(v for k, v in samples.items() if k.startswith("policyloop_events_total{"))
 
@@ -118,7 +104,7 @@ def _worker_rate(settings: Settings, expected: int, port: int, log: Path) -> flo
     try:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            done = _processed(_metrics(port))
+            done = _processed(scrape(port))
             now = time.perf_counter()
             if done > 0 and first is None:
                 first = now
@@ -148,9 +134,9 @@ def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path
         time.sleep(8)  # let the worker join its groups before the clock starts
         result = asyncio.run(produce_file(wall, settings, rate=rate))
         deadline = time.monotonic() + 300
-        while _processed(_metrics(port)) < result.records and time.monotonic() < deadline:
+        while _processed(scrape(port)) < result.records and time.monotonic() < deadline:
             time.sleep(0.2)
-        samples = _metrics(port)
+        samples = scrape(port)
         return {
             "rate_per_s": rate,
             "records": result.records,

@@ -56,3 +56,25 @@ def pipeline_registry(sample_source: Callable[[], list[MetricSample]]) -> Collec
 def exposition(registry: CollectorRegistry) -> bytes:
     """The Prometheus text exposition of a registry."""
     return generate_latest(registry)
+
+
+def parse_exposition(text: str) -> dict[str, float]:
+    """Samples of a text exposition by full name with labels, e.g.
+    ``'policyloop_events_total{outcome="processed",topic="fills"}'`` -> value."""
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+def scrape(port: int, host: str = "127.0.0.1") -> dict[str, float]:
+    """The samples a worker serves on ``/metrics``; empty while it does not answer."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as response:
+            return parse_exposition(response.read().decode())
+    except OSError:
+        return {}

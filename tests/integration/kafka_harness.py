@@ -9,12 +9,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 
+from streams.metrics import scrape
 from streams.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,17 +80,7 @@ class Worker:
 
     def metrics(self) -> dict[str, float]:
         """Samples by full name with labels, e.g. 'policyloop_pipeline_settled'."""
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            return {}
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                name, _, value = line.rpartition(" ")
-                samples[name] = float(value)
-        return samples
+        return scrape(self.port)
 
     def processed(self) -> float:
         return sum(v for k, v in self.metrics().items() if k.startswith("policyloop_events_total{"))
