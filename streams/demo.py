@@ -99,7 +99,12 @@ def run_demo(out: Path, seed: int = 7, days: int = 30) -> int:
         _say(f"  {kind:<26} {count:>5}")
     _say()
     _say(
-        f"Outputs are in {results}/ (alerts.jsonl, replan_verdicts.jsonl, performance.json, "
-        "metrics.prom, summary.json, ...)"
+        f"Outputs are in {results}/: alerts.jsonl, replan_verdicts.jsonl, performance.json, "
+        "policy_candidates.jsonl, policy_updates.jsonl, feedback_summaries.jsonl, feedback/*.md, "
+        "policy_archive.json, metrics.prom, summary.json"
+    )
+    _say(
+        f"Policy history: .venv/bin/policyloop policy --archive {results}/policy_archive.json "
+        "history"
     )
     return 0
