@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from builders import at, cancel, decision, fill
 
 from models.codec import encode
 from models.inputs import DecisionRecord, ExecutionEvent
@@ -16,62 +16,6 @@ from models.taxonomy import GroupBy, PerfWindow
 from processors import metric_names as mn
 from processors.base import DAY_MS, HOUR_MS, MINUTE_MS, Output
 from processors.performance import ExpectedPerformance, PerformanceConfig, PerformanceTables
-
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-
-
-def at(offset_ms: int) -> datetime:
-    return T0 + timedelta(milliseconds=offset_ms)
-
-
-def fill(
-    event_id: str, side: str, qty: float, price: float | None, t_ms: int, **extra: Any
-) -> ExecutionEvent:
-    data: dict[str, Any] = {
-        "event_id": event_id,
-        "kind": "fill",
-        "order_id": f"o-{event_id}",
-        "strategy_id": "s1",
-        "symbol": "AAA",
-        "classification": "large_cap",
-        "side": side,
-        "qty": qty,
-        "ts": at(t_ms),
-        "price": price,
-    }
-    data.update(extra)
-    return ExecutionEvent.model_validate(data)
-
-
-def cancel(event_id: str, t_ms: int, **extra: Any) -> ExecutionEvent:
-    return fill(event_id, "buy", 1.0, None, t_ms, kind="cancel", **extra)
-
-
-def decision(event_id: str, t_ms: int, regime: str = "trend", **extra: Any) -> DecisionRecord:
-    data: dict[str, Any] = {
-        "event_id": event_id,
-        "run_id": "r1",
-        "mode": "paper",
-        "strategy_id": "s1",
-        "symbol": "AAA",
-        "classification": "large_cap",
-        "regime": regime,
-        "timeframe": "15m",
-        "bar_ts": at(t_ms),
-        "price": 100.0,
-        "p_hat": 0.6,
-        "vol_hat": 0.02,
-        "features": {"x": 1.0},
-        "current_weight": 0.0,
-        "equity": 1000.0,
-        "target_weight_raw": 0.1,
-        "target_weight_final": 0.1,
-        "reasons": ["signal_entry"],
-        "block_events": [],
-        "policy_version": "v1",
-    }
-    data.update(extra)
-    return DecisionRecord.model_validate(data)
 
 
 def ms_of(offset_ms: int) -> int:

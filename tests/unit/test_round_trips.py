@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
 import orjson
 import pytest
+from builders import T0_MS, cancel, decision, fill
 
-from models.inputs import DecisionRecord, ExecutionEvent
+from models.inputs import ExecutionEvent
 from processors.base import DAY_MS, HOUR_MS, MINUTE_MS
 from processors.round_trips import (
     UNKNOWN_REGIME,
@@ -17,63 +15,6 @@ from processors.round_trips import (
     decision_confidence,
 )
 from processors.trades import RoundTrip
-
-T0 = datetime(2024, 1, 1, tzinfo=UTC)
-T0_MS = 1_704_067_200_000
-
-
-def at(offset_ms: int) -> datetime:
-    return T0 + timedelta(milliseconds=offset_ms)
-
-
-def fill(
-    event_id: str, side: str, qty: float, price: float | None, t_ms: int, **extra: Any
-) -> ExecutionEvent:
-    data: dict[str, Any] = {
-        "event_id": event_id,
-        "kind": "fill",
-        "order_id": f"o-{event_id}",
-        "strategy_id": "s1",
-        "symbol": "AAA",
-        "classification": "large_cap",
-        "side": side,
-        "qty": qty,
-        "ts": at(t_ms),
-        "price": price,
-    }
-    data.update(extra)
-    return ExecutionEvent.model_validate(data)
-
-
-def cancel(event_id: str, t_ms: int, **extra: Any) -> ExecutionEvent:
-    return fill(event_id, "buy", 1.0, None, t_ms, kind="cancel", **extra)
-
-
-def decision(event_id: str, t_ms: int, regime: str = "trend", **extra: Any) -> DecisionRecord:
-    data: dict[str, Any] = {
-        "event_id": event_id,
-        "run_id": "r1",
-        "mode": "paper",
-        "strategy_id": "s1",
-        "symbol": "AAA",
-        "classification": "large_cap",
-        "regime": regime,
-        "timeframe": "15m",
-        "bar_ts": at(t_ms),
-        "price": 100.0,
-        "p_hat": 0.6,
-        "vol_hat": 0.02,
-        "features": {"x": 1.0},
-        "current_weight": 0.0,
-        "equity": 1000.0,
-        "target_weight_raw": 0.1,
-        "target_weight_final": 0.1,
-        "reasons": ["signal_entry"],
-        "block_events": [],
-        "policy_version": "v1",
-    }
-    data.update(extra)
-    return DecisionRecord.model_validate(data)
 
 
 def run(book: RoundTripBook, fills: list[ExecutionEvent]) -> list[RoundTrip]:
