@@ -85,9 +85,21 @@ def utc_from_ms(timestamp_ms: int) -> datetime:
 
 
 def to_ms(value: datetime) -> int:
-    """Milliseconds since the epoch of an aware time (exact for millisecond times)."""
-    delta = value - EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    """Milliseconds since the epoch of an aware time (floor; exact for millisecond times)."""
+    offset = value.utcoffset()
+    if offset is None:  # naive: the same TypeError as aware arithmetic with a naive time
+        delta = value - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    # From the fields: arithmetic between datetimes with different tzinfo objects calls
+    # both tzinfos (pydantic gives every parsed time its own) and costs ~3x as much.
+    seconds = (value.toordinal() - _EPOCH_ORDINAL) * 86_400
+    seconds += (value.hour * 60 + value.minute) * 60 + value.second
+    if not offset:
+        return seconds * 1000 + value.microsecond // 1000
+    micros = seconds * 1_000_000 + value.microsecond
+    micros -= (offset.days * 86_400 + offset.seconds) * 1_000_000 + offset.microseconds
+    return micros // 1000
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = EPOCH.toordinal()

@@ -203,6 +203,8 @@ class AlertRouter:
     def on_tick(self, watermark_ms: int) -> list[Output]:
         out: list[Output] = []
         closes = self._closes
+        if (not closes or closes[0][0] > watermark_ms) and watermark_ms < self._next_sweep_ms:
+            return out  # nothing due: the usual case
         while closes and closes[0][0] <= watermark_ms:
             close_ms, key = heapq.heappop(closes)
             window = self._windows.get(key)

@@ -80,14 +80,36 @@ class MetricSample:
 
 @dataclass(slots=True)
 class Emitted:
-    """What one call into a processor produced."""
+    """What one call into a processor produced.
+
+    A processor with nothing to report may return the shared ``EMPTY``: callers read what
+    they get and never mutate it (``EMPTY`` refuses mutation)."""
 
     outputs: list[Output] = field(default_factory=list)
     signals: list[AlertSignal] = field(default_factory=list)
 
     def extend(self, other: Emitted) -> None:
-        self.outputs.extend(other.outputs)
-        self.signals.extend(other.signals)
+        if other.outputs:
+            self.outputs.extend(other.outputs)
+        if other.signals:
+            self.signals.extend(other.signals)
+
+
+class _ReadOnlyList(list):  # type: ignore[type-arg]
+    """An always-empty list: the lists of the shared ``EMPTY``."""
+
+    __slots__ = ()
+
+    def _refuse(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("EMPTY is shared: build a new Emitted instead of mutating it")
+
+    append = extend = insert = __iadd__ = __setitem__ = __delitem__ = _refuse  # type: ignore[assignment]
+    pop = remove = clear = sort = reverse = __imul__ = _refuse  # type: ignore[assignment]
+
+
+EMPTY = Emitted(_ReadOnlyList(), _ReadOnlyList())
+"""The shared "nothing happened" result: the per-event fast paths return it instead of
+allocating; compare with ``is EMPTY`` to skip routing."""
 
 
 class Processor(Protocol):

@@ -4,7 +4,7 @@ Decisions are joined to their truth by ``processors.truth.TruthJoin`` (outcomes,
 prices of the same symbol after the horizon). Each labelled decision is one point of its
 series, and the series is indexed by decision time: labels arrive out of decision order
 (outcomes soon after the horizon, price labels after the outcome grace), so they wait in
-``truth.DecisionTimeOrder`` and enter their series in (bar_ts, decision_id) order once the
+``label_order.DecisionTimeOrder`` and enter their series in (bar_ts, decision_id) order once the
 watermark has passed bar_ts + ``label_reorder_ms`` (set it to the longest horizon plus the
 outcome grace). A signal's event time is max(label time, bar_ts + label_reorder_ms).
 
@@ -40,14 +40,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from river import drift as river_drift
 
 from models.common import format_utc, utc_from_ms
 from models.inputs import DecisionRecord, Outcome
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors import metric_names as mn
-from processors.base import HOUR_MS, AlertSignal, Emitted, MetricSample
+from processors.adwin import ADWIN, FAST_UPDATE, update_adwin
+from processors.base import EMPTY, HOUR_MS, AlertSignal, Emitted, MetricSample
 from processors.calibration_stats import (
     FloatArray,
     RollingCalibration,
@@ -57,11 +57,11 @@ from processors.calibration_stats import (
     error_rate_rise,
     stable_seed,
 )
+from processors.label_order import DecisionTimeOrder
 from processors.multiple_testing import bonferroni_adjust
-from processors.truth import DecisionTimeOrder, Label, TruthConfig, TruthJoin
+from processors.truth import Label, TruthConfig, TruthJoin
 
 STATE_VERSION = 1
-ADWIN: Any = river_drift.ADWIN
 _COUNTERS = ("labelled", "since_check", "checks", "cooldown", "horizon", "confirm_left",
              "ref_errors", "ref_n", "concept_detections", "calibration_detections",
              "unconfirmed")  # fmt: skip
@@ -97,6 +97,8 @@ class ConceptDriftConfig:
 class _Series:
     """One (strategy, classification): window, ADWIN, counters (names in _COUNTERS)."""
 
+    __slots__ = ("detector", "last", "rolling", *_COUNTERS)
+
     def __init__(self, cfg: ConceptDriftConfig) -> None:
         self.rolling = RollingCalibration(cfg.window, cfg.bins)
         self.detector: Any = ADWIN(delta=cfg.adwin_delta)
@@ -128,14 +130,19 @@ class ConceptDrift:
         self._checked_series = 0
         self._codes: dict[str, int] = {}
 
-    def on_decision(self, d: DecisionRecord) -> Emitted:
-        return self._feed(self.truth.add_decision(d))
+    def on_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> Emitted:
+        """``bar_ms``: the decision's bar_ts in ms, when the caller has it already."""
+        return self._feed(self.truth.add_decision(d, bar_ms))
 
-    def on_outcome(self, o: Outcome) -> Emitted:
-        return self._feed(self.truth.add_outcome(o))
+    def on_outcome(self, o: Outcome, label_ms: int | None = None) -> Emitted:
+        """``label_ms``: the outcome's label_ts in ms, when the caller has it already."""
+        return self._feed(self.truth.add_outcome(o, label_ms))
 
     def on_tick(self, watermark_ms: int) -> Emitted:
-        return self._feed(self.truth.advance(watermark_ms))
+        truth = self.truth
+        if watermark_ms > truth.watermark and not truth.advance_if_quiet(watermark_ms):
+            return self._feed(truth.advance(watermark_ms))
+        return EMPTY if self.order.idle(truth.watermark) else self._feed([])
 
     def flush(self) -> Emitted:
         emitted = Emitted()
@@ -144,33 +151,47 @@ class ConceptDrift:
         return emitted
 
     def _feed(self, labels: list[Label]) -> Emitted:
+        order = self.order
+        watermark = self.truth.watermark
+        if not labels and order.idle(watermark):
+            return EMPTY
+        ready = order.push(labels, watermark)
+        if not ready:
+            return EMPTY
         emitted = Emitted()
-        for label in self.order.push(labels, self.truth.watermark):
+        for label in ready:
             self._add(label, emitted)
-        return emitted
+        return emitted if emitted.signals else EMPTY
 
     def _add(self, label: Label, emitted: Emitted) -> None:
         cfg = self.config
-        key = f"{label.strategy_id}|{label.classification}"
+        _, strategy_id, classification, p, y, _, _, _, _, price_series, bar_index, horizon = label
+        key = f"{strategy_id}|{classification}"
         series = self._series.get(key)
         if series is None:
             series = self._series[key] = _Series(cfg)
-        code = self._codes.get(label.price_series)
+        code = self._codes.get(price_series)
         if code is None:
-            code = self._codes[label.price_series] = len(self._codes)
-        p, y = label.p_hat, label.label
-        series.rolling.add(p, y, code, label.bar_index)
-        if label.horizon > series.horizon:
-            series.horizon = label.horizon
+            code = self._codes[price_series] = len(self._codes)
+        series.rolling.add(p, y, code, bar_index)
+        if horizon > series.horizon:
+            series.horizon = horizon
         series.labelled += 1
         if series.labelled == cfg.min_labels:
             self._checked_series += 1
-        series.detector.update(1.0 if (p >= cfg.decision_threshold) != (y == 1) else 0.0)
+        error = 1.0 if (p >= cfg.decision_threshold) != (y == 1) else 0.0
+        detector = series.detector
+        if FAST_UPDATE:  # adwin.update_adwin, inlined
+            if detector._drift_detected:
+                detector._reset()
+            drift = detector._drift_detected = detector._helper.update(error)
+        else:
+            drift = update_adwin(detector, error)
         if series.confirm_left:
             series.confirm_left -= 1
             if not series.confirm_left:
                 self._confirm_concept(key, series, label, emitted)
-        elif series.detector.drift_detected:
+        elif drift:
             self._open_confirmation(series)
         if series.cooldown:
             series.cooldown -= 1

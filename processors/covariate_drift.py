@@ -38,17 +38,16 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from river import drift as river_drift
 
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors import metric_names as mn
-from processors.base import AlertSignal, Emitted, MetricSample
+from processors.adwin import ADWIN, FAST_UPDATE, update_adwin
+from processors.base import EMPTY, AlertSignal, Emitted, MetricSample
 from processors.multiple_testing import bonferroni_adjust
 
 STATE_VERSION = 1
-ADWIN: Any = river_drift.ADWIN
 FloatArray = npt.NDArray[np.float64]
 PSI_FLOOR = 1e-4
 
@@ -204,7 +203,7 @@ class CovariateDrift:
         self._symbols: dict[str, int] = {}
 
     def on_decision(self, d: DecisionRecord) -> Emitted:
-        emitted = Emitted()
+        emitted = EMPTY
         group_key = (d.strategy_id, d.classification)
         group = self._groups.get(group_key)
         if group is None:
@@ -213,13 +212,14 @@ class CovariateDrift:
         code = self._symbols.get(d.symbol)
         if code is None:
             code = self._symbols[d.symbol] = len(self._symbols)
+        size = cfg.current_size
         for name, value in d.features.items():
             series = group.get(name)
             if series is None:
                 if len(group) >= cfg.max_features:
                     self.ignored_features += 1
                     continue
-                series = group[name] = _Series(cfg.current_size)
+                series = group[name] = _Series(size)
             detector = series.detector
             if detector is None:
                 series.ref.append(value)
@@ -227,18 +227,25 @@ class CovariateDrift:
                 if len(series.ref) >= cfg.reference_size:
                     self._start_monitoring(series)
                 continue
-            cur = series.cur
             pos = series.cur_pos
-            cur[pos] = value
-            series.cur_pos = pos + 1 if pos + 1 < len(cur) else 0
-            if series.cur_n < len(cur):
+            series.cur[pos] = value
+            series.cur_pos = pos + 1 if pos + 1 < size else 0
+            if series.cur_n < size:
                 series.cur_n += 1
-            detector.update((value - series.ref_mean) * series.inv_sd)
+            x = (value - series.ref_mean) * series.inv_sd
+            if FAST_UPDATE:  # adwin.update_adwin, inlined
+                if detector._drift_detected:
+                    detector._reset()
+                drift = detector._drift_detected = detector._helper.update(x)
+            else:
+                drift = update_adwin(detector, x)
             if series.confirming:
                 series.confirming -= 1
                 if series.confirming == 0:
+                    if emitted is EMPTY:
+                        emitted = Emitted()
                     self._confirm(d, name, series, emitted)
-            elif detector.drift_detected:
+            elif drift:
                 series.triggers += 1
                 series.look = 0
                 series.confirming = self._look_size(0)

@@ -40,7 +40,7 @@ class EventIdDedup:
             return False
         # An id is kept until the watermark is ttl past the later of its event time and the
         # horizon when it arrived, so a late event is not forgotten at once.
-        keep_from = max(event_ms, self._horizon_ms)
+        keep_from = event_ms if event_ms > self._horizon_ms else self._horizon_ms
         seen[event_id] = keep_from
         self._expiry.append((keep_from, topic, event_id))
         return True

@@ -25,7 +25,7 @@ from models.common import format_utc
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, BlockEvent, Severity
-from processors.base import AlertSignal, Emitted, MetricSample
+from processors.base import EMPTY, AlertSignal, Emitted, MetricSample
 
 STATE_VERSION = 1
 MISSING_COOLDOWN = "missing_cooldown"
@@ -71,11 +71,11 @@ class EmergencyExitAudit:
         """Nothing, or one ``emergency_exit_violation`` signal."""
         intent = decision.exit_intent
         if intent is None or not intent.emergency:
-            return Emitted()
+            return EMPTY
         self.audited += 1
         broken = rules_broken(decision, self.config.zero_weight_tolerance)
         if not broken:
-            return Emitted()
+            return EMPTY
         self.violations += 1
         signal = AlertSignal(
             kind=AlertKind.EMERGENCY_EXIT_VIOLATION,

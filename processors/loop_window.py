@@ -34,6 +34,7 @@ from models.inputs import DecisionRecord
 from models.taxonomy import BlockEvent, ReasonCode
 from processors.base import DAY_MS
 from processors.policy_replay import DecisionTape
+from processors.tape_index import key_order, unique_times
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -43,6 +44,8 @@ STATE_VERSION = 1
 STAND_DOWN_FLAG = 1
 EMERGENCY_FLAG = 2
 _COMPACT_AT = 4096
+_STAND_DOWN_ACTIVE = ReasonCode.STAND_DOWN_ACTIVE
+_VETO = BlockEvent.EMERGENCY_EXIT_VETO_SAME_BAR
 _NAN = math.nan
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 
@@ -112,26 +115,33 @@ class LoopWindow:
         self._feature_names: set[str] = set()
         self._head = 0
         self.latest_ms: int | None = None
+        self._bind_columns()
+
+    def _bind_columns(self) -> None:
+        """The columns' bound ``append`` in ``_INT_COLUMNS`` / ``_FLOAT_COLUMNS`` order (call
+        again whenever a column is replaced; ``del column[:n]`` keeps the same object)."""
+        self._int_appends = tuple(self._ints[name].append for name in _INT_COLUMNS)
+        self._float_appends = tuple(self._floats[name].append for name in _FLOAT_COLUMNS)
+        self._feature_appends = [(name, column.append) for name, column in self._features.items()]
 
     # -- updates -------------------------------------------------------------------------
 
-    def add(self, d: DecisionRecord) -> None:
-        """Keep one decision (never mutates it); evicts rows past ``retain_ms``."""
-        b = d.bar_ts
-        # From the fields: bar_ts is normalised to UTC by the model (UtcDatetime), and any
-        # arithmetic through its tzinfo costs ~1.5 us (as much as the rest of add).
-        ts = (b.toordinal() - _EPOCH_ORDINAL) * DAY_MS + b.microsecond // 1000
-        ts += ((b.hour * 60 + b.minute) * 60 + b.second) * 1000
-        ints, floats = self._ints, self._floats
+    def add(self, d: DecisionRecord, bar_ms: int | None = None) -> None:
+        """Keep one decision (never mutates it); evicts rows past ``retain_ms``.
+        ``bar_ms``: its bar_ts in ms, when the caller has it already."""
+        if bar_ms is None:
+            b = d.bar_ts
+            # From the fields: bar_ts is normalised to UTC by the model (UtcDatetime), and
+            # any arithmetic through its tzinfo costs ~1.5 us (as much as the rest of add).
+            ts = (b.toordinal() - _EPOCH_ORDINAL) * DAY_MS + b.microsecond // 1000
+            ts += ((b.hour * 60 + b.minute) * 60 + b.second) * 1000
+        else:
+            ts = bar_ms
         flags = 0
-        if d.stand_down is not None or ReasonCode.STAND_DOWN_ACTIVE in d.reasons:
-            flags |= STAND_DOWN_FLAG
+        if d.stand_down is not None or _STAND_DOWN_ACTIVE in d.reasons:
+            flags = STAND_DOWN_FLAG
         intent = d.exit_intent
-        if (
-            intent is not None
-            and intent.emergency
-            and BlockEvent.EMERGENCY_EXIT_VETO_SAME_BAR not in d.block_events
-        ):
+        if intent is not None and intent.emergency and _VETO not in d.block_events:
             flags |= EMERGENCY_FLAG
         names = (d.strategy_id, d.symbol, d.classification, d.regime)
         codes = self._codes.get(names)
@@ -142,21 +152,23 @@ class LoopWindow:
                 self._classes.code(names[2]),
                 self._regimes.code(names[3]),
             )
-        ints["strategy"].append(codes[0])
-        ints["symbol"].append(codes[1])
-        ints["classification"].append(codes[2])
-        ints["regime"].append(codes[3])
-        ints["ts"].append(ts)
-        ints["flags"].append(flags)
-        floats["price"].append(d.price)
-        floats["p_hat"].append(d.p_hat)
-        floats["vol_hat"].append(d.vol_hat)
+        strategy, symbol, classification, regime, ts_column, flag_column = self._int_appends
+        strategy(codes[0])
+        symbol(codes[1])
+        classification(codes[2])
+        regime(codes[3])
+        ts_column(ts)
+        flag_column(flags)
+        price, p_hat, vol_hat = self._float_appends
+        price(d.price)
+        p_hat(d.p_hat)
+        vol_hat(d.vol_hat)
         values = d.features
         if values.keys() == self._feature_names:  # the usual case: exactly the known names
-            for name, column in self._features.items():
-                column.append(values[name])
+            for name, append in self._feature_appends:
+                append(values[name])
         else:
-            self._add_features(values, len(ints["ts"]) - 1)
+            self._add_features(values, len(self._ints["ts"]) - 1)
         if self.latest_ms is None or ts > self.latest_ms:
             self.latest_ms = ts
             self._evict(ts - self.config.retain_ms)
@@ -167,6 +179,7 @@ class LoopWindow:
             if name not in features and len(features) < self.config.max_features:
                 features[name] = array("d", [_NAN]) * row
         self._feature_names = set(features)
+        self._bind_columns()
         for name, column in features.items():
             column.append(values.get(name, _NAN))
 
@@ -207,7 +220,7 @@ class LoopWindow:
         classification, names_c = _canonical(ints["classification"][rows], self._classes.names)
         regime, names_r = _canonical(ints["regime"][rows], self._regimes.names)
         row_ts = ts[rows]
-        order = np.lexsort((row_ts, symbol, strategy))  # stable: arrival order within a key
+        order = key_order(strategy, symbol, row_ts)  # stable: arrival order within a key
         keep = np.ones(order.shape[0], dtype=np.bool_)  # the last arrival of each key
         s, y, t = strategy[order], symbol[order], row_ts[order]
         keep[:-1] = (s[:-1] != s[1:]) | (y[:-1] != y[1:]) | (t[:-1] != t[1:])
@@ -223,6 +236,7 @@ class LoopWindow:
             floats["vol_hat"][picked],
             (flags & STAND_DOWN_FLAG) != 0,
             (flags & EMERGENCY_FLAG) != 0,
+            bar_times=unique_times(row_ts),  # arrival order: usually sorted already
         )
         features = {
             name: np.frombuffer(column, dtype=np.float64)[head:][picked].copy()
@@ -275,14 +289,18 @@ class LoopWindow:
         for key, values in dict(state.get("features", {})).items():
             self._features[str(key)] = array("d", (_NAN if v is None else v for v in values))
         self._feature_names = set(self._features)
+        self._bind_columns()
 
 
 def _canonical(codes: IntArray, names: list[str]) -> tuple[IntArray, tuple[str, ...]]:
     """Codes re-indexed into the sorted tuple of the names present among them."""
-    present = np.unique(codes)
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))  # = np.unique(codes)
     present_names = [names[int(c)] for c in present]
     by_name = sorted(range(len(present_names)), key=present_names.__getitem__)
-    rank = np.empty(len(present_names), dtype=np.int64)
-    rank[np.asarray(by_name, dtype=np.int64)] = np.arange(len(by_name), dtype=np.int64)
-    position = np.searchsorted(present, codes)
-    return rank[position] if codes.shape[0] else codes, tuple(present_names[i] for i in by_name)
+    rank_of_code = np.zeros(max(1, len(names)), dtype=np.int64)
+    rank_of_code[present[np.asarray(by_name, dtype=np.int64)]] = np.arange(
+        len(by_name), dtype=np.int64
+    )
+    return rank_of_code[codes] if codes.shape[0] else codes, tuple(
+        present_names[i] for i in by_name
+    )

@@ -44,7 +44,7 @@ from models.outputs import PerformanceRow
 from models.taxonomy import FillKind, GroupBy, PerfWindow
 from models.topics import PERFORMANCE
 from processors import metric_names as mn
-from processors.base import HOUR_MS, Emitted, MetricSample, Output, ms
+from processors.base import EMPTY, HOUR_MS, Emitted, MetricSample, Output, ms
 from processors.performance_window import GroupWindows, StrategyWindows
 from processors.round_trips import RoundTripBook, RoundTripBookConfig
 from processors.trades import RoundTrip
@@ -58,6 +58,8 @@ ROW_FIELDS = (
     "max_drawdown", "avg_hold_seconds", "turnover", "fees", "cancel_count",
 )  # fmt: skip
 GroupKey = tuple[str, str, str]
+_CANCEL = FillKind.CANCEL
+_BY_CLASSIFICATION, _BY_REGIME = GroupBy.CLASSIFICATION, GroupBy.REGIME
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +104,20 @@ class PerformanceTables:
         self._open_buckets: dict[tuple[str, str], int] = {}
         self._emitted: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
         self._tick_index: int | None = None
+        self._next_tick_ms = -(2**62)  # the first watermark of the next interval
+
+    def _set_tick_index(self, index: int | None) -> None:
+        self._tick_index = index
+        interval = self.config.snapshot_interval_ms
+        self._next_tick_ms = -(2**62) if index is None else (index + 1) * interval
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def on_decision(self, decision: DecisionRecord) -> None:
-        """Track the decision's regime, confidence and equity."""
-        ts_ms = ms(decision.bar_ts)
+    def on_decision(self, decision: DecisionRecord, ts_ms: int | None = None) -> None:
+        """Track the decision's regime, confidence and equity (``ts_ms``: its bar_ts in ms,
+        when the caller has it already)."""
+        if ts_ms is None:
+            ts_ms = ms(decision.bar_ts)
         self._book.on_decision(decision, ts_ms)
         sid = decision.strategy_id
         strategy = self._strategies.get(sid) or self._strategy(sid)
@@ -117,12 +127,14 @@ class PerformanceTables:
         else:
             strategy.add_equity(ts_ms, decision.equity)
 
-    def on_fill(self, fill: ExecutionEvent) -> list[RoundTrip]:
-        """Apply a fill or cancel; return the round trip a fill closed (at most one)."""
+    def on_fill(self, fill: ExecutionEvent, ts_ms: int | None = None) -> list[RoundTrip]:
+        """Apply a fill or cancel; return the round trip a fill closed (at most one).
+        ``ts_ms``: the fill's ts in ms, when the caller has it already."""
         sid, symbol = fill.strategy_id, fill.symbol
         strategy = self._strategies.get(sid) or self._strategy(sid)
-        ts_ms = ms(fill.ts)
-        if fill.kind is FillKind.CANCEL:
+        if ts_ms is None:
+            ts_ms = ms(fill.ts)
+        if fill.kind is _CANCEL:
             strategy.cancels += 1
             regime = self._book.resolve_regime(fill)
             self._group(sid, GroupBy.CLASSIFICATION, fill.classification).add_fill(
@@ -157,13 +169,13 @@ class PerformanceTables:
 
     def on_tick(self, watermark_ms: int) -> Emitted:
         """Emit the changed rows when the watermark passes a multiple of the interval."""
+        if watermark_ms < self._next_tick_ms:
+            return EMPTY  # still inside the current interval: the usual case
         index = watermark_ms // self.config.snapshot_interval_ms
-        if self._tick_index is not None and index <= self._tick_index:
-            return Emitted()
         first = self._tick_index is None
-        self._tick_index = index
+        self._set_tick_index(index)
         if first:
-            return Emitted()
+            return EMPTY
         as_of_ms = index * self.config.snapshot_interval_ms
         outputs = []
         for key, values in self._computed(as_of_ms):
@@ -242,14 +254,14 @@ class PerformanceTables:
         self, sid: str, classification: str, regime: str, ts_ms: int, notional: float, fee: float
     ) -> None:
         values = (notional, fee, 0.0)
-        self._group(sid, GroupBy.CLASSIFICATION, classification).fills.append(ts_ms, values)
-        self._group(sid, GroupBy.REGIME, regime).fills.append(ts_ms, values)
+        self._group(sid, _BY_CLASSIFICATION, classification).fills.append(ts_ms, values)
+        self._group(sid, _BY_REGIME, regime).fills.append(ts_ms, values)
 
     def _record_trip(self, st: StrategyWindows, trip: RoundTrip, bucket: int) -> None:
         hold = max(0.0, trip.hold_seconds)
         win = trip.is_win
-        for group_by, group in ((GroupBy.CLASSIFICATION, trip.classification),
-                                (GroupBy.REGIME, trip.regime)):  # fmt: skip
+        for group_by, group in ((_BY_CLASSIFICATION, trip.classification),
+                                (_BY_REGIME, trip.regime)):  # fmt: skip
             self._group(trip.strategy_id, group_by, group).add_trip(
                 trip.exit_ts_ms, win, trip.pnl_pct, hold, trip.pnl
             )
@@ -345,7 +357,7 @@ class PerformanceTables:
             (str(s), str(gb), str(g), str(w)): tuple(v) for s, gb, g, w, v in state["emitted"]
         }
         tick = state["tick_index"]
-        self._tick_index = None if tick is None else int(tick)
+        self._set_tick_index(None if tick is None else int(tick))
 
 
 def _ratio(numerator: float, denominator: float) -> float:

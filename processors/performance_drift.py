@@ -30,7 +30,7 @@ from models.common import utc_from_ms
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors import metric_names as mn
-from processors.base import AlertSignal, Emitted, MetricSample
+from processors.base import EMPTY, AlertSignal, Emitted, MetricSample
 from processors.multiple_testing import bonferroni_adjust
 from processors.trades import RoundTrip
 
@@ -89,7 +89,7 @@ class PerformanceDrift:
         self._strategies: dict[str, _Strategy] = {}
 
     def on_round_trip(self, t: RoundTrip) -> Emitted:
-        emitted = Emitted()
+        emitted = EMPTY
         cfg = self.config
         s = self._strategies.get(t.strategy_id)
         if s is None:
@@ -120,7 +120,7 @@ class PerformanceDrift:
         z = max(-cfg.clip_z, min(cfg.clip_z, (x - s.ref_mean) * scale))
         s.detector.update(z)
         if s.detector.drift_detected:
-            emitted.signals.append(self._signal(t, s))
+            return Emitted(signals=[self._signal(t, s)])
         return emitted
 
     def _signal(self, t: RoundTrip, s: _Strategy) -> AlertSignal:

@@ -74,7 +74,11 @@ class CumulativeSeries:
 
     def append(self, ts_ms: int, values: tuple[float, ...], merge: bool = False) -> None:
         """Add a record; with ``merge``, one at the same time as the last is folded into it."""
-        totals = tuple(map(add, self._totals, values))
+        old = self._totals
+        if len(old) == 3 and len(values) == 3:  # a fill record: the sums, unrolled
+            totals: tuple[float, ...] = (old[0] + values[0], old[1] + values[1], old[2] + values[2])
+        else:
+            totals = tuple(map(add, old, values))
         self._totals = totals
         ts = self._ts
         if merge and len(ts) > self._head and ts[-1] == ts_ms:
@@ -169,17 +173,23 @@ class DrawdownQueue:
 
     def pop(self) -> None:
         if not self._front:
-            high = low = drop = 0.0
-            for i, value in enumerate(reversed(self._back)):
-                if i == 0:
-                    high = low = value
-                    drop = 0.0
-                else:
-                    drop = max(drop, value - low)
-                    high = max(high, value)
-                    low = min(low, value)
-                self._front.append((high, low, drop))
-            self._back.clear()
+            front = self._front
+            back = self._back
+            if back:
+                # suffix aggregates, newest first: max/min/largest drop, as max() and min()
+                # would give them (a later value replaces only when strictly better)
+                high = low = back[-1]
+                drop = 0.0
+                front.append((high, low, drop))
+                for value in reversed(back[:-1]):
+                    if value - low > drop:
+                        drop = value - low
+                    if value > high:
+                        high = value
+                    if value < low:
+                        low = value
+                    front.append((high, low, drop))
+            back.clear()
         if self._front:
             self._front.pop()
 

@@ -21,15 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from typing import Any
 
 from models.codec import DecodeError
-from models.inputs import DecisionRecord, ExecutionEvent, Outcome, PlanEvent, StandDownEvent
+from models.common import to_ms
+from models.inputs import (
+    DecisionRecord,
+    ExecutionEvent,
+    InputModel,
+    Outcome,
+    PlanEvent,
+    StandDownEvent,
+)
 from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, DeadLetterError, PerformanceRow
 from models.topics import DEAD_LETTERS
 from processors import metric_names as mn
 from processors.alert_router import AlertRouter, AlertRouterConfig
-from processors.base import DAY_MS, Emitted, Envelope, MetricSample, Output, ms
+from processors.base import DAY_MS, EMPTY, AlertSignal, Emitted, Envelope, MetricSample, Output
 from processors.concept_drift import ConceptDrift, ConceptDriftConfig
 from processors.covariate_drift import CovariateDrift, CovariateDriftConfig
 from processors.dedup import DedupConfig, EventIdDedup
@@ -37,7 +46,7 @@ from processors.emergency_exit_audit import EmergencyExitAudit
 from processors.performance import PerformanceConfig, PerformanceTables
 from processors.performance_drift import PerformanceDrift, PerformanceDriftConfig
 from processors.policy_loop import LoopContext, PolicyLoop, PolicyLoopConfig
-from processors.reorder import ReorderBuffer
+from processors.reorder import TOPIC_RANK, ReorderBuffer
 from processors.replan_guard import ReplanGuard, ReplanGuardConfig
 from processors.stand_down_book import StandDownBook, StandDownConfig
 
@@ -103,9 +112,11 @@ class Pipeline:
         """Take many decoded inputs; the same result as calling ``handle`` on each."""
         out: list[Output] = []
         lateness = self.config.allowed_lateness_ms
+        accept, release = self._accept, self._release
         for envelope in envelopes:
-            self._accept(envelope, out)
-            self._release(self.max_event_ms - lateness, out)
+            accept(envelope, out)
+            if self.max_event_ms - lateness > self.watermark_ms:
+                release(self.max_event_ms - lateness, out)
         return self._count_outputs(out)
 
     def reject(
@@ -143,39 +154,48 @@ class Pipeline:
         """End of a finite input: release everything and flush what processors hold."""
         out: list[Output] = []
         self._release(self.max_event_ms, out)
-        emitted = Emitted()
-        emitted.extend(self.stand_downs.flush())
-        emitted.extend(self.concept.flush())
-        self._route(emitted, out)
+        self._route((self.stand_downs.flush(), self.concept.flush()), out)
         self._alerts(self.router.flush(), out)
         return self._count_outputs(out)
 
     # -- internals -------------------------------------------------------------------------
+    # The hot path: every input passes _accept, the heap and _process, and almost every
+    # released input first ticks the processors (distinct event times). Processors hand back
+    # the shared EMPTY when nothing happened, so the common case allocates nothing here.
 
     def _accept(self, envelope: Envelope, out: list[Output]) -> None:
         topic = envelope.topic
-        event_ms = ms(envelope.value.event_time)
-        seq = self.buffer.next_sequence(topic, envelope.key)
-        if not self.dedup.first_time(topic, envelope.value.event_id, event_ms):
-            self._count(topic, "duplicate")
+        value = envelope.value
+        event_ms = to_ms(value.event_time)
+        key = envelope.key
+        seq = self.buffer.next_sequence(topic, key)
+        counts = self.counts
+        if not self.dedup.first_time(topic, value.event_id, event_ms):
+            slot = (topic, "duplicate")
+            counts[slot] = counts.get(slot, 0) + 1
             return
-        self._count(topic, "processed")
+        slot = (topic, "processed")
+        counts[slot] = counts.get(slot, 0) + 1
         if event_ms > self.max_event_ms:
             self.max_event_ms = event_ms
         if event_ms <= self.watermark_ms:
             self.late[topic] = self.late.get(topic, 0) + 1
-            self._process(envelope, out)
+            self._process(value, event_ms, out)
             return
-        self.buffer.push(event_ms, seq, envelope)
+        # ReorderBuffer.push, inlined (the hot path)
+        heappush(self.buffer.heap, (event_ms, TOPIC_RANK.get(topic, 9), key or "", seq, envelope))
 
     def _release(self, watermark_ms: int, out: list[Output]) -> None:
         if watermark_ms <= self.watermark_ms:
             return
-        buffer = self.buffer
-        while len(buffer) and (buffer.peek_ms() or 0) <= watermark_ms:
-            event_ms, envelope = buffer.pop()
-            self._tick(event_ms - 1, out)
-            self._process(envelope, out)
+        heap = self.buffer.heap
+        process, tick = self._process, self._tick
+        while heap and heap[0][0] <= watermark_ms:
+            item = heappop(heap)
+            event_ms = item[0]
+            if event_ms - 1 > self._ticked_ms:
+                tick(event_ms - 1, out)
+            process(item[4].value, event_ms, out)
         self.watermark_ms = watermark_ms
         self._tick(watermark_ms, out)
         self.dedup.advance(watermark_ms)
@@ -190,7 +210,7 @@ class Pipeline:
         due = loop.next_due_ms()
         while due is not None and due <= upto_ms:
             self._tick_processors(due, out)
-            self._route(loop.on_tick(due, self._loop_context(due)), out)
+            self._route((loop.on_tick(due, self._loop_context(due)),), out)
             due = loop.next_due_ms()
         self._tick_processors(upto_ms, out)
 
@@ -198,37 +218,55 @@ class Pipeline:
         if upto_ms <= self._ticked_ms:
             return
         self._ticked_ms = upto_ms
-        emitted = self.performance.on_tick(upto_ms)
-        emitted.extend(self.stand_downs.on_tick(upto_ms))
-        emitted.extend(self.concept.on_tick(upto_ms))
-        self._route(emitted, out)
-        self._alerts(self.router.on_tick(upto_ms), out)
+        performance = self.performance.on_tick(upto_ms)
+        stand_downs = self.stand_downs.on_tick(upto_ms)
+        concept = self.concept.on_tick(upto_ms)
+        if performance is not EMPTY or stand_downs is not EMPTY or concept is not EMPTY:
+            self._route((performance, stand_downs, concept), out)
+        alerts = self.router.on_tick(upto_ms)
+        if alerts:
+            self._alerts(alerts, out)
 
-    def _process(self, envelope: Envelope, out: list[Output]) -> None:
-        value = envelope.value
-        emitted = Emitted()
+    def _process(self, value: InputModel, event_ms: int, out: list[Output]) -> None:
+        """One released (or late) input; ``event_ms`` is its event time in ms."""
         if isinstance(value, DecisionRecord):
-            self.performance.on_decision(value)
-            self.policy_loop.on_decision(value)
-            emitted.extend(self.stand_downs.on_decision(value))
-            emitted.extend(self.emergency_exits.on_decision(value))
-            emitted.extend(self.covariate.on_decision(value))
-            emitted.extend(self.concept.on_decision(value))
-        elif isinstance(value, ExecutionEvent):
-            for trip in self.performance.on_fill(value):
-                emitted.extend(self.performance_drift.on_round_trip(trip))
-        elif isinstance(value, StandDownEvent):
-            emitted.extend(self.stand_downs.on_stand_down(value))
-        elif isinstance(value, PlanEvent):
-            emitted.extend(self.replan_guard.on_plan(value))
+            self.performance.on_decision(value, event_ms)
+            self.policy_loop.on_decision(value, event_ms)
+            stand_downs = self.stand_downs.on_decision(value, event_ms)
+            exits = self.emergency_exits.on_decision(value)
+            covariate = self.covariate.on_decision(value)
+            concept = self.concept.on_decision(value, event_ms)
+            if (
+                stand_downs is not EMPTY
+                or exits is not EMPTY
+                or covariate is not EMPTY
+                or concept is not EMPTY
+            ):
+                self._route((stand_downs, exits, covariate, concept), out)
         elif isinstance(value, Outcome):
-            emitted.extend(self.concept.on_outcome(value))
-        self._route(emitted, out)
+            concept = self.concept.on_outcome(value, event_ms)
+            if concept is not EMPTY:
+                self._route((concept,), out)
+        elif isinstance(value, ExecutionEvent):
+            for trip in self.performance.on_fill(value, event_ms):
+                drift = self.performance_drift.on_round_trip(trip)
+                if drift is not EMPTY:
+                    self._route((drift,), out)
+        elif isinstance(value, StandDownEvent):
+            self._route((self.stand_downs.on_stand_down(value),), out)
+        elif isinstance(value, PlanEvent):
+            self._route((self.replan_guard.on_plan(value),), out)
 
-    def _route(self, emitted: Emitted, out: list[Output]) -> None:
-        out.extend(emitted.outputs)
-        if emitted.signals:
-            self._alerts(self.router.route(emitted.signals), out)
+    def _route(self, emitted: tuple[Emitted, ...], out: list[Output]) -> None:
+        """The outputs of ``emitted`` in order, then the alerts of all their signals."""
+        signals: list[AlertSignal] = []
+        for item in emitted:
+            if item.outputs:
+                out.extend(item.outputs)
+            if item.signals:
+                signals.extend(item.signals)
+        if signals:
+            self._alerts(self.router.route(signals), out)
 
     def _alerts(self, alerts: list[Output], out: list[Output]) -> None:
         """Router outputs go out and to the policy loop (a high-severity drift may trigger it)."""

@@ -130,12 +130,13 @@ class PolicyLoop:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def on_decision(self, d: DecisionRecord) -> None:
-        """Keep a decision (a DecisionRecord) in the window; starts the schedule."""
-        self.window.add(d)
+    def on_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> None:
+        """Keep a decision (a DecisionRecord) in the window; starts the schedule.
+        ``bar_ms``: its bar_ts in ms, when the caller has it already."""
+        self.window.add(d, bar_ms)
         if self.next_run_ms is None:
             cfg = self.config
-            ts = ms(d.bar_ts)
+            ts = ms(d.bar_ts) if bar_ms is None else bar_ms
             self.next_run_ms = ((ts - cfg.offset_ms) // cfg.interval_ms + 1) * cfg.interval_ms
             self.next_run_ms += cfg.offset_ms
 
@@ -156,12 +157,8 @@ class PolicyLoop:
     def due(self, watermark_ms: int) -> bool:
         """Whether ``on_tick(watermark_ms, ...)`` would run or check anything (cheap: meant
         to be asked on every tick)."""
-        run, alert, monitor = self.next_run_ms, self.pending_alert_ms, self.monitor
-        return (
-            (run is not None and run <= watermark_ms)
-            or (alert is not None and alert <= watermark_ms)
-            or (monitor is not None and monitor["next_check_ms"] <= watermark_ms)
-        )
+        due = self.next_due_ms()
+        return due is not None and due <= watermark_ms
 
     def on_tick(self, watermark_ms: int, context: LoopContext | None = None) -> Emitted:
         """Everything due up to the watermark, in event-time order (rollback checks first,
@@ -169,10 +166,9 @@ class PolicyLoop:
         ctx = context or LoopContext()
         emitted = Emitted()
         while True:
-            times = [t for t in self._due_times() if t <= watermark_ms]
-            if not times:
+            t = self.next_due_ms()
+            if t is None or t > watermark_ms:
                 return emitted
-            t = min(times)
             if self.monitor is not None and self.monitor["next_check_ms"] == t:
                 emitted.extend(self._check_promotion(t, ctx))
             elif self.next_run_ms == t:
@@ -186,15 +182,16 @@ class PolicyLoop:
                 emitted.extend(self.run(t, "alert", ctx))
 
     def next_due_ms(self) -> int | None:
-        """The earliest event time at which ``on_tick`` has work, if any."""
-        times = self._due_times()
-        return min(times) if times else None
-
-    def _due_times(self) -> list[int]:
-        times = [t for t in (self.next_run_ms, self.pending_alert_ms) if t is not None]
+        """The earliest event time at which ``on_tick`` has work, if any (cheap)."""
+        due = self.next_run_ms
+        alert = self.pending_alert_ms
+        if alert is not None and (due is None or alert < due):
+            due = alert
         if self.monitor is not None:
-            times.append(int(self.monitor["next_check_ms"]))
-        return times
+            check = int(self.monitor["next_check_ms"])
+            if due is None or check < due:
+                due = check
+        return due
 
     # -- a run -----------------------------------------------------------------------------
 

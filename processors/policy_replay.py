@@ -46,6 +46,8 @@ from models.policy import PolicyConfig, combo_key
 from models.taxonomy import BlockEvent, ReasonCode
 from processors.gate_stats import max_drawdown, sharpe_ratio
 from processors.policy_engine import MAX_RAW_WEIGHT, VOL_FLOOR
+from processors.policy_execute import execute_rows
+from processors.tape_index import key_order, unique_times
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -166,16 +168,18 @@ class DecisionTape:
         vol_hat: FloatArray,
         stand_down: BoolArray,
         emergency: BoolArray,
+        bar_times: IntArray | None = None,
     ) -> DecisionTape:
         """The tape of unsorted columns: ``names`` = (strategies, symbols, classifications,
         regimes), ``codes`` their per-row indices. Rows are sorted by (strategy, symbol,
         bar_ts); of rows with the same key the last given wins. Values are sanitised the way
         ``decide`` reads them: p_hat clamped to [0, 1] (non-finite: 0.5), a non-finite or
         negative vol_hat is 0, a non-positive or non-finite price gives forward return 0.
+        ``bar_times``: ``np.unique(bar_ts_ms)`` when the caller has it already.
         The inputs are not modified."""
         strategy, symbol, classification, regime = (np.asarray(c, np.int64) for c in codes)
         ts = np.asarray(bar_ts_ms, np.int64)
-        order = np.lexsort((ts, symbol, strategy))
+        order = key_order(strategy, symbol, ts)
         strategy, symbol, ts = strategy[order], symbol[order], ts[order]
         keep = np.ones(order.shape[0], dtype=np.bool_)  # the last row of each key
         keep[:-1] = (strategy[:-1] != strategy[1:]) | (symbol[:-1] != symbol[1:])
@@ -196,7 +200,10 @@ class DecisionTape:
         p = np.clip(np.where(np.isfinite(p), p, 0.5), 0.0, 1.0)
         vol = np.asarray(vol_hat, np.float64)[order]
         vol = np.where(np.isfinite(vol) & (vol > 0.0), vol, 0.0)
-        bar_times, bar_index = np.unique(ts, return_inverse=True)
+        if bar_times is None:
+            bar_times = unique_times(ts)
+        # what np.unique(ts, return_inverse=True) gives, faster
+        bar_index = np.searchsorted(bar_times, ts)
         return cls(
             strategies=tuple(names[0]),
             symbols=tuple(names[1]),
@@ -290,34 +297,18 @@ def policy_targets(
 def execute(
     tape: DecisionTape, policy: PolicyConfig, target: FloatArray, forced: BoolArray, equity: float
 ) -> FloatArray:
-    """The engine's step 3 along each (strategy, symbol): final weights per row."""
+    """The engine's step 3 along each (strategy, symbol): final weights per row
+    (``policy_execute.execute_rows``)."""
     engine = policy.engine
-    epsilon = engine.epsilon_w
-    min_notional = engine.min_trade_notional
-    cooldown = engine.cooldown_bars
-    targets: list[float] = target.tolist()
-    forced_rows: list[bool] = forced.tolist()
-    starts: list[bool] = tape.group_start.tolist()
-    final = [0.0] * len(targets)
-    never = -(2**62)
-    weight = 0.0
-    last_trade = never
-    for i, wanted in enumerate(targets):
-        if starts[i]:
-            weight = 0.0
-            last_trade = never
-        if wanted != weight:
-            # cooldown: bars_since_trade = i - last_trade - 1 must be >= cooldown
-            if forced_rows[i]:
-                weight = wanted
-                last_trade = i
-            else:
-                move = abs(wanted - weight)
-                if move > epsilon and move * equity >= min_notional and i - last_trade > cooldown:
-                    weight = wanted
-                    last_trade = i
-        final[i] = weight
-    return np.array(final, dtype=np.float64)
+    return execute_rows(
+        tape.group_start,
+        target,
+        forced,
+        engine.epsilon_w,
+        engine.min_trade_notional,
+        engine.cooldown_bars,
+        equity,
+    )
 
 
 def replay_policy(

@@ -21,13 +21,17 @@ TOPIC_RANK = {"stand_down": 0, "plans": 1, "bar_decisions": 2, "fills": 3, "outc
 """Tie-break at equal event time: a stand-down starting at a bar covers that bar's decisions."""
 
 SortKey = tuple[int, int, str, int]
+# (event ms, topic rank, key, sequence, envelope): flat, so a push allocates one tuple. The
+# first four are unique per record (the sequence is per topic and key), so the envelope is
+# never compared.
+HeldItem = tuple[int, int, str, int, Envelope]
 
 
 class ReorderBuffer:
     """A heap of envelopes keyed by their release order."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[SortKey, Envelope]] = []
+        self._heap: list[HeldItem] = []
         self._sequence: dict[tuple[str, str], int] = {}
 
     def next_sequence(self, topic: str, key: str | None) -> int:
@@ -38,15 +42,23 @@ class ReorderBuffer:
         return seq
 
     def push(self, event_ms: int, seq: int, envelope: Envelope) -> None:
-        sort_key = (event_ms, TOPIC_RANK.get(envelope.topic, 9), envelope.key or "", seq)
-        heapq.heappush(self._heap, (sort_key, envelope))
+        heapq.heappush(
+            self._heap,
+            (event_ms, TOPIC_RANK.get(envelope.topic, 9), envelope.key or "", seq, envelope),
+        )
 
     def peek_ms(self) -> int | None:
-        return self._heap[0][0][0] if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop(self) -> tuple[int, Envelope]:
-        sort_key, envelope = heapq.heappop(self._heap)
-        return sort_key[0], envelope
+        item = heapq.heappop(self._heap)
+        return item[0], item[4]
+
+    @property
+    def heap(self) -> list[HeldItem]:
+        """The heap itself, for a caller that pops in a tight loop (``heapq`` order: the
+        release order). Read it or ``heapq.heappop`` from it; push through ``push``."""
+        return self._heap
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -56,14 +68,14 @@ class ReorderBuffer:
             "sequence": [[topic, key, seq] for (topic, key), seq in sorted(self._sequence.items())],
             "held": [
                 [
-                    list(sort_key),
+                    [event_ms, rank, key, seq],
                     env.topic,
                     env.key,
                     env.source,
                     env.timestamp_ms,
                     env.value.model_dump(mode="json"),
                 ]
-                for sort_key, env in sorted(self._heap, key=lambda item: item[0])
+                for event_ms, rank, key, seq, env in sorted(self._heap, key=lambda item: item[:4])
             ],
         }
 
@@ -76,6 +88,6 @@ class ReorderBuffer:
             model = INPUT_TOPICS[topic].model.model_validate(value)
             envelope = Envelope(topic, key, model, source, timestamp_ms)  # type: ignore[arg-type]
             self._heap.append(
-                ((int(sort_key[0]), int(sort_key[1]), str(sort_key[2]), int(sort_key[3])), envelope)
+                (int(sort_key[0]), int(sort_key[1]), str(sort_key[2]), int(sort_key[3]), envelope)
             )
         heapq.heapify(self._heap)

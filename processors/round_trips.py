@@ -251,12 +251,12 @@ class RoundTripBook:
         # Oldest first by arrival; the pipeline releases decisions in event-time order.
         memo = self._decisions
         while memo:
-            first_id = next(iter(memo))
-            first_ms = memo[first_id][0]
-            if first_ms >= horizon:
-                self._first_ms = first_ms
+            first_id, first = memo.popitem(last=False)
+            if first[0] >= horizon:  # keep it: put it back in front, as it was
+                memo[first_id] = first
+                memo.move_to_end(first_id, last=False)
+                self._first_ms = first[0]
                 return
-            del memo[first_id]
 
     def _open(
         self,

@@ -44,33 +44,37 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right
+from collections import deque
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from models.common import EPOCH, format_utc
+from models.common import format_utc
 from models.inputs import DecisionRecord, StandDownEvent
 from models.outputs import AlertScope
-from models.taxonomy import AlertKind, Severity, StandDownAction
+from models.taxonomy import AlertKind, Severity
 from processors import metric_names as mn
-from processors.base import DAY_MS, AlertSignal, Emitted, MetricSample, ms
+from processors.base import DAY_MS, EMPTY, AlertSignal, Emitted, MetricSample, ms
+from processors.stand_down_timeline import (
+    ACTION_RANK,
+    START,
+    InForce,
+    Pending,
+    ScopeKey,
+    TimelineEvent,
+    fold,
+    in_force_at,
+    in_force_evidence,
+    scope_sort,
+    time_text,
+)
 
 STATE_VERSION = 1
-START, EXTEND, CLEAR = 0, 1, 2
-_RANK = {StandDownAction.START: START, StandDownAction.EXTEND: EXTEND, StandDownAction.CLEAR: CLEAR}
-
-ScopeKey = tuple[str | None, str | None]
-# (ts_ms, action rank, event_id, until_ms (0 for clear), reason, source)
-TimelineEvent = tuple[int, int, str, int, str, str]
-# (since_ms, until_ms, reason, source, event_id)
-InForce = tuple[int, int, str, str, str]
-# (until_ms, reason, source) of what a decision reports
-Reported = tuple[int, str, str]
-# (bar_ms, event_id, seq, bar_ts, strategy_id, symbol, target_weight_final, reported)
-Pending = tuple[int, str, int, datetime, str, str, float, Reported | None]
-
+NEVER = 2**62
 MISSING_TEXT = "decision omits the active stand-down"
 UNKNOWN_TEXT = "decision reports a stand-down the book does not know"
+# a decision queued without a heap entry: (bar_ms, seq, decision); see on_decision
+Quiet = tuple[int, int, DecisionRecord]
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,47 +93,6 @@ class StandDownConfig:
     unknown_severity: Severity = Severity.LOW
 
 
-def fold(events: list[TimelineEvent], upto_ms: int) -> InForce | None:
-    """The stand-down left by the events with ts <= upto_ms (it may have expired since)."""
-    state: InForce | None = None
-    for ts, rank, event_id, until, reason, source in events:
-        if ts > upto_ms:
-            break
-        if rank == CLEAR:
-            state = None
-        elif rank == EXTEND and state is not None and state[1] > ts:
-            state = (state[0], until, reason, source, event_id)
-        else:  # a start, or an extend with nothing in force: starts one
-            state = (ts, until, reason, source, event_id)
-    return state
-
-
-def in_force_at(events: list[TimelineEvent], bar_ms: int) -> InForce | None:
-    """The stand-down of one scope covering bar_ms, if any."""
-    state = fold(events, bar_ms)
-    return state if state is not None and bar_ms < state[1] else None
-
-
-def _time_text(value_ms: int) -> str:
-    return format_utc(EPOCH + timedelta(milliseconds=value_ms))
-
-
-def _in_force_evidence(scope: ScopeKey, state: InForce) -> dict[str, Any]:
-    since, until, reason, source, event_id = state
-    return {
-        "scope": {"strategy_id": scope[0], "symbol": scope[1]},
-        "since_ts": _time_text(since),
-        "until_ts": _time_text(until),
-        "reason": reason,
-        "source": source,
-        "event_id": event_id,
-    }
-
-
-def _scope_sort(key: ScopeKey) -> tuple[bool, str, bool, str]:
-    return (key[0] is not None, key[0] or "", key[1] is not None, key[1] or "")
-
-
 class StandDownBook:
     """Stand-downs per scope, and the delayed audit of every decision against them."""
 
@@ -137,17 +100,20 @@ class StandDownBook:
         self.config = config or StandDownConfig()
         self._scopes: dict[ScopeKey, list[TimelineEvent]] = {}
         self._pending: list[Pending] = []
+        self._quiet: deque[Quiet] = deque()
         self._seq = 0
         self._watermark_ms: int | None = None
+        self._compact_due_ms = NEVER  # derived from _scopes (see _next_compaction)
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def on_stand_down(self, event: StandDownEvent) -> Emitted:
-        """Insert the event into its scope's timeline (a repeat of the same event is ignored)."""
+    def on_stand_down(self, event: StandDownEvent, ts_ms: int | None = None) -> Emitted:
+        """Insert the event into its scope's timeline (a repeat of the same event is ignored).
+        ``ts_ms``: the event's ts in ms, when the caller has it already."""
         until = 0 if event.until_ts is None else ms(event.until_ts)
         item: TimelineEvent = (
-            ms(event.ts),
-            _RANK[event.action],
+            ms(event.ts) if ts_ms is None else ts_ms,
+            ACTION_RANK[event.action],
             event.event_id,
             until,
             event.reason,
@@ -161,43 +127,62 @@ class StandDownBook:
             at = bisect_left(events, item)
             if at == len(events) or events[at] != item:
                 events.insert(at, item)
-        return Emitted()
+        self._compact_due_ms = self._next_compaction()
+        if self._quiet:
+            self._requeue_quiet()
+        return EMPTY
 
-    def on_decision(self, decision: DecisionRecord) -> Emitted:
-        """Buffer what the audit of ``decision`` needs; the audit runs in ``on_tick``."""
-        info = decision.stand_down
-        reported = None if info is None else (ms(info.until_ts), info.reason, info.source.value)
+    def on_decision(self, decision: DecisionRecord, bar_ms: int | None = None) -> Emitted:
+        """Buffer what the audit of ``decision`` needs; the audit runs in ``on_tick``.
+        ``bar_ms``: the decision's bar_ts in ms, when the caller has it already.
+
+        The usual decision reports no stand-down and none is in force for it: its audit
+        finds nothing unless a stand-down event arrives first (compaction keeps what is in
+        force after its prune time, which stays behind a waiting decision's bar). Such a
+        decision waits in a plain queue (in bar_ts order) instead of the audit heap; a
+        stand-down event moves the queue into the heap, and a tick drops what is due."""
+        if bar_ms is None:
+            bar_ms = ms(decision.bar_ts)
         self._seq += 1
-        heapq.heappush(
-            self._pending,
-            (
-                ms(decision.bar_ts),
-                decision.event_id,
-                self._seq,
-                decision.bar_ts,
-                decision.strategy_id,
-                decision.symbol,
-                decision.target_weight_final,
-                reported,
-            ),
-        )
-        return Emitted()
+        if decision.stand_down is None and (
+            not self._scopes or self.in_force(decision.strategy_id, decision.symbol, bar_ms) is None
+        ):
+            quiet = self._quiet
+            if not quiet or quiet[-1][0] <= bar_ms:
+                quiet.append((bar_ms, self._seq, decision))
+                return EMPTY
+        heapq.heappush(self._pending, _pending(decision, bar_ms, self._seq))
+        return EMPTY
+
+    def _requeue_quiet(self) -> None:
+        """Move the quiet queue into the audit heap (a stand-down event arrived)."""
+        for bar_ms, seq, decision in self._quiet:
+            heapq.heappush(self._pending, _pending(decision, bar_ms, seq))
+        self._quiet.clear()
 
     def on_tick(self, watermark_ms: int) -> Emitted:
         """Audit the decisions with bar_ts <= watermark_ms - allowed_lateness_ms; compact."""
         if self._watermark_ms is None or watermark_ms > self._watermark_ms:
             self._watermark_ms = watermark_ms
         horizon = watermark_ms - self.config.allowed_lateness_ms
-        emitted = Emitted()
+        quiet = self._quiet
+        while quiet and quiet[0][0] <= horizon:
+            quiet.popleft()  # its audit would find nothing (see on_decision)
         pending = self._pending
-        while pending and pending[0][0] <= horizon:
-            self._audit(heapq.heappop(pending), emitted)
-        self._compact(horizon - self.config.history_ms)
+        emitted = EMPTY
+        if pending and pending[0][0] <= horizon:
+            emitted = Emitted()
+            while pending and pending[0][0] <= horizon:
+                self._audit(heapq.heappop(pending), emitted)
+        prune_ms = horizon - self.config.history_ms
+        if prune_ms >= self._compact_due_ms:  # else _compact would change nothing
+            self._compact(prune_ms)
         return emitted
 
     def flush(self) -> Emitted:
         """Audit every buffered decision (end of a finite input)."""
         emitted = Emitted()
+        self._quiet.clear()
         pending = self._pending
         while pending:
             self._audit(heapq.heappop(pending), emitted)
@@ -238,7 +223,7 @@ class StandDownBook:
                 "target_weight_final": weight,
             }
             if found is not None:
-                evidence["stand_down"] = _in_force_evidence(*found)
+                evidence["stand_down"] = in_force_evidence(*found)
             return AlertSignal(
                 kind=kind,
                 severity=severity,
@@ -253,7 +238,7 @@ class StandDownBook:
         if found is None:
             if reported is not None:
                 until, reason, source = reported
-                shown = {"until_ts": _time_text(until), "reason": reason, "source": source}
+                shown = {"until_ts": time_text(until), "reason": reason, "source": source}
                 signals.append(
                     signal(
                         AlertKind.DATA_QUALITY,
@@ -280,7 +265,27 @@ class StandDownBook:
                 )
             )
 
+    def _next_compaction(self) -> int:
+        """The smallest prune time at which ``_compact`` would change a timeline: a scope
+        whose first event is a ``start`` with nothing else at or before the prune time folds
+        into that same ``start`` until it expires or the next event is reached; any other
+        scope changes once the prune time reaches its first event."""
+        due = NEVER
+        for events in self._scopes.values():
+            first = events[0]
+            if first[1] == START:
+                at = first[3] if len(events) == 1 else min(first[3], events[1][0])
+            else:
+                at = first[0]
+            if at < due:
+                due = at
+        return due
+
     def _compact(self, prune_ms: int) -> None:
+        self._compact_scopes(prune_ms)
+        self._compact_due_ms = self._next_compaction()
+
+    def _compact_scopes(self, prune_ms: int) -> None:
         for key in [k for k, events in self._scopes.items() if events[0][0] <= prune_ms]:
             events = self._scopes[key]
             cut = bisect_right(events, prune_ms, key=lambda event: event[0])
@@ -298,7 +303,7 @@ class StandDownBook:
 
     @property
     def pending_count(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._quiet)
 
     def active_scope_count(self) -> int:
         """Scopes with a stand-down in force at the watermark (0 before the first tick)."""
@@ -319,7 +324,7 @@ class StandDownBook:
             "seq": self._seq,
             "scopes": [
                 [key[0], key[1], [list(event) for event in self._scopes[key]]]
-                for key in sorted(self._scopes, key=_scope_sort)
+                for key in sorted(self._scopes, key=scope_sort)
             ],
             "pending": [
                 [
@@ -333,7 +338,7 @@ class StandDownBook:
                     None if reported is None else list(reported),
                 ]
                 for bar_ms, event_id, seq, bar_ts, strategy_id, symbol, weight, reported in sorted(
-                    self._pending
+                    self._pending + [_pending(d, b, q) for b, q, d in self._quiet]
                 )
             ],
         }
@@ -368,3 +373,12 @@ class StandDownBook:
         ]
         heapq.heapify(pending)
         self._pending = pending
+        self._quiet = deque()
+        self._compact_due_ms = self._next_compaction()
+
+
+def _pending(decision: DecisionRecord, bar_ms: int, seq: int) -> Pending:
+    info = decision.stand_down
+    reported = None if info is None else (ms(info.until_ts), info.reason, info.source.value)
+    return (bar_ms, decision.event_id, seq, decision.bar_ts, decision.strategy_id,
+            decision.symbol, decision.target_weight_final, reported)  # fmt: skip

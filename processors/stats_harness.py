@@ -80,7 +80,12 @@ def quantile_mutual_information(x: FloatArray, y: BoolArray, bins: int) -> float
     if n == 0:
         return None
     edges = np.quantile(x, np.linspace(0.0, 1.0, max(2, bins) + 1)[1:-1])
-    binned = np.searchsorted(edges, x, side="right")
+    if np.isnan(x).any():
+        binned = np.searchsorted(edges, x, side="right")
+    else:  # the same: the number of (sorted) edges <= x, one comparison per edge (faster)
+        binned = np.zeros(n, dtype=np.int64)
+        for edge in edges.tolist():
+            binned += x >= edge
     cells = np.bincount(binned * 2 + y.astype(np.int64), minlength=2 * (edges.shape[0] + 1))
     joint = cells.reshape(-1, 2) / n
     px = joint.sum(axis=1, keepdims=True)

@@ -105,6 +105,9 @@ class Label(NamedTuple):
     horizon: int = 1
 
 
+_new_tuple = tuple.__new__
+
+
 class _Track:
     """Bars seen for one (symbol, timeframe): index of the last bar, the last bars as
     (bar_ms, price, event_id), and decision ids waiting for a bar index."""
@@ -156,9 +159,29 @@ class TruthJoin:
         """Decisions kept (labelled or not) within the label horizon."""
         return len(self._decisions)
 
-    def add_decision(self, d: DecisionRecord) -> list[Label]:
-        bar_ms = ms(d.bar_ts)
-        labels = self.advance(bar_ms) if bar_ms > self._watermark else []
+    def advance_if_quiet(self, watermark_ms: int) -> bool:
+        """When ``advance(watermark_ms)`` would only move the watermark (no held label due,
+        no decision to evict, no sweep), move it and return True; else change nothing and
+        return False (then call ``advance``)."""
+        held, order = self._held, self._order
+        if (
+            (not held or held[0][0] > watermark_ms)
+            and (not order or order[0][0] >= watermark_ms - self.config.max_label_delay_ms)
+            and watermark_ms < self._next_sweep_ms
+        ):
+            if watermark_ms > self._watermark:
+                self._watermark = watermark_ms
+            return True
+        return False
+
+    def add_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> list[Label]:
+        """Join a decision (``bar_ms``: its bar_ts in ms, when the caller has it already);
+        returns the labels this settled."""
+        if bar_ms is None:
+            bar_ms = ms(d.bar_ts)
+        labels: list[Label] = []
+        if bar_ms > self._watermark and not self.advance_if_quiet(bar_ms):
+            labels = self.advance(bar_ms)
         event_id, timeframe, price = d.event_id, d.timeframe, d.price
         counts = self.counts
         cfg = self.config
@@ -174,8 +197,9 @@ class TruthJoin:
             track.index += 1
             index = track.index
             track.bars.append((bar_ms, price, event_id))
-            for waiting_id in track.waiting.pop(index, ()):
-                self._settle(waiting_id, price, bar_ms, event_id, labels)
+            waiting_ids = track.waiting.pop(index, None)
+            if waiting_ids is not None:
+                self._settle_all(waiting_ids, price, bar_ms, event_id, labels)
         else:
             index = track.position(bar_ms)
         if bar_ms < self._watermark - cfg.max_label_delay_ms:
@@ -207,9 +231,14 @@ class TruthJoin:
             self._settle(event_id, bar[1], bar[0], bar[2], labels)
         return labels
 
-    def add_outcome(self, o: Outcome) -> list[Label]:
-        label_ms = ms(o.label_ts)
-        labels = self.advance(label_ms)
+    def add_outcome(self, o: Outcome, label_ms: int | None = None) -> list[Label]:
+        """Join an outcome (``label_ms``: its label_ts in ms, when the caller has it
+        already); returns the labels this settled."""
+        if label_ms is None:
+            label_ms = ms(o.label_ts)
+        labels: list[Label] = []
+        if label_ms > self._watermark and not self.advance_if_quiet(label_ms):
+            labels = self.advance(label_ms)
         entry = self._decisions.get(o.decision_id)
         if entry is None:
             self.counts["orphan_outcomes"] += 1
@@ -226,20 +255,24 @@ class TruthJoin:
             return labels
         self._watermark = watermark_ms
         held = self._held
-        while held and held[0][0] <= watermark_ms:
-            due_ms, _, decision_id, label, source_id = heapq.heappop(held)
-            entry = self._decisions.get(decision_id)
-            if entry is None:
-                continue
-            if entry[_STATUS] == HELD:
-                labels.append(self._apply(decision_id, entry, label, due_ms, PRICES, source_id))
-            elif entry[_STATUS] == LABELLED:
-                self._duplicate(entry, label)
+        decisions = self._decisions
+        if held and held[0][0] <= watermark_ms:
+            pop = heapq.heappop
+            while held and held[0][0] <= watermark_ms:
+                due_ms, _, decision_id, label, source_id = pop(held)
+                entry = decisions.get(decision_id)
+                if entry is None:
+                    continue
+                status = entry[_STATUS]
+                if status == HELD:
+                    labels.append(self._apply(decision_id, entry, label, due_ms, PRICES, source_id))
+                elif status == LABELLED:
+                    self._duplicate(entry, label)
         cutoff = watermark_ms - self.config.max_label_delay_ms
         order = self._order
         while order and order[0][0] < cutoff:
             _, decision_id = order.popleft()
-            entry = self._decisions.pop(decision_id, None)
+            entry = decisions.pop(decision_id, None)
             if entry is not None and entry[_STATUS] != LABELLED:
                 self.counts["unlabelled_evicted"] += 1
         if watermark_ms >= self._next_sweep_ms:
@@ -268,6 +301,27 @@ class TruthJoin:
                 due = bar_ms + cfg.outcome_grace_ms
                 heapq.heappush(self._held, (due, self._seq, decision_id, label, source_id))
 
+    def _settle_all(
+        self, decision_ids: list[str], price: float, bar_ms: int, source_id: str,
+        labels: list[Label],
+    ) -> None:  # fmt: skip
+        """``_settle`` of each id in turn (the decisions waiting for one bar)."""
+        decisions = self._decisions
+        cfg = self.config
+        hold = not cfg.self_label and cfg.auto_self_label and not self._immediate
+        due = bar_ms + cfg.outcome_grace_ms
+        held = self._held
+        for decision_id in decision_ids:
+            entry = decisions.get(decision_id)
+            if hold and entry is not None and entry[_STATUS] == PENDING:
+                # the common case of _settle, inlined
+                entry[_STATUS] = HELD
+                self._seq += 1
+                label = 1 if price > entry[_PRICE] else 0
+                heapq.heappush(held, (due, self._seq, decision_id, label, source_id))
+            else:
+                self._settle(decision_id, price, bar_ms, source_id, labels)
+
     def _duplicate(self, entry: list[Any], label: int) -> None:
         self.counts["duplicate_labels"] += 1
         if entry[_LABEL] != label:
@@ -285,20 +339,12 @@ class TruthJoin:
         entry[_STATUS] = LABELLED
         entry[_LABEL] = label
         self.counts["outcome_labels" if source == OUTCOME else "price_labels"] += 1
-        return Label(
-            decision_id,
-            entry[0],
-            entry[1],
-            entry[_P_HAT],
-            label,
-            entry[_BAR_MS],
-            label_ms,
-            source,
-            source_id,
-            entry[8],
-            entry[9],
-            entry[10],
-        )
+        # tuple.__new__ is what Label(...) ends in, without the generated __new__'s frame
+        return _new_tuple(
+            Label,
+            (decision_id, entry[0], entry[1], entry[_P_HAT], label, entry[_BAR_MS], label_ms,
+             source, source_id, entry[8], entry[9], entry[10]),
+        )  # fmt: skip
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -338,53 +384,3 @@ class TruthJoin:
         self._held = [(int(a), int(b), str(c), int(d), str(e)) for a, b, c, d, e in state["held"]]
         self.counts = dict.fromkeys(COUNTERS, 0)
         self.counts.update({str(k): int(v) for k, v in state["counts"].items()})
-
-
-class DecisionTimeOrder:
-    """Releases labels in decision-time order: (bar_ts, decision_id) once the watermark has
-    passed bar_ts + ``delay_ms``. A label whose bar_ts was already released comes out at
-    once (counted in ``late``). Holds the labels of the last ``delay_ms`` of decisions."""
-
-    def __init__(self, delay_ms: int) -> None:
-        self.delay_ms = delay_ms
-        self._heap: list[tuple[int, str, Label]] = []
-        self._released_ms = -(2**62)
-        self.late = 0
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def push(self, labels: list[Label], watermark_ms: int) -> list[Label]:
-        """Take new labels; return those ready, in order."""
-        out: list[Label] = []
-        heap = self._heap
-        for label in labels:
-            if label.bar_ms <= self._released_ms:
-                self.late += 1
-                out.append(label)
-            else:
-                heapq.heappush(heap, (label.bar_ms, label.decision_id, label))
-        cutoff = watermark_ms - self.delay_ms
-        if cutoff > self._released_ms:
-            self._released_ms = cutoff
-            while heap and heap[0][0] <= cutoff:
-                out.append(heapq.heappop(heap)[2])
-        return out
-
-    def flush(self) -> list[Label]:
-        heap = self._heap
-        return [heapq.heappop(heap)[2] for _ in range(len(heap))]
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"labels": [list(item[2]) for item in self._heap],
-                "released": self._released_ms, "late": self.late}  # fmt: skip
-
-    def restore(self, state: dict[str, Any]) -> None:
-        self._heap = []
-        for row in state["labels"]:
-            label = Label(str(row[0]), str(row[1]), str(row[2]), float(row[3]), int(row[4]),
-                          int(row[5]), int(row[6]), str(row[7]), str(row[8]), str(row[9]),
-                          int(row[10]), int(row[11]))  # fmt: skip
-            self._heap.append((label.bar_ms, label.decision_id, label))
-        self._released_ms = int(state["released"])
-        self.late = int(state["late"])
