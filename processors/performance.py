@@ -32,7 +32,6 @@ at the cadence, in O(1) amortised per row.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -45,6 +44,7 @@ from models.taxonomy import FillKind, GroupBy, PerfWindow
 from models.topics import PERFORMANCE
 from processors import metric_names as mn
 from processors.base import EMPTY, HOUR_MS, Emitted, MetricSample, Output, ms
+from processors.performance_report import ExpectedPerformance, ratio, versus_expected, win_slope
 from processors.performance_window import GroupWindows, StrategyWindows
 from processors.round_trips import RoundTripBook, RoundTripBookConfig
 from processors.trades import RoundTrip
@@ -62,14 +62,6 @@ _CANCEL = FillKind.CANCEL
 _BY_CLASSIFICATION, _BY_REGIME = GroupBy.CLASSIFICATION, GroupBy.REGIME
 
 
-@dataclass(frozen=True, slots=True)
-class ExpectedPerformance:
-    """A strategy's baseline per round trip: win rate and mean pnl_pct."""
-
-    win_rate: float = 0.5
-    avg_return: float = 0.0
-
-
 @dataclass(frozen=True)
 class PerformanceConfig:
     """``snapshot_interval_ms``: event-time cadence of the ``performance`` rows (1 hour).
@@ -81,7 +73,7 @@ class PerformanceConfig:
     snapshot_interval_ms: int = HOUR_MS
     confidence_edges: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
     expected: dict[str, ExpectedPerformance] = field(default_factory=dict)
-    default_expected: ExpectedPerformance = ExpectedPerformance()
+    default_expected: ExpectedPerformance = field(default_factory=ExpectedPerformance)
     book: RoundTripBookConfig = field(default_factory=RoundTripBookConfig)
 
     def __post_init__(self) -> None:
@@ -176,10 +168,17 @@ class PerformanceTables:
         self._set_tick_index(index)
         if first:
             return EMPTY
-        as_of_ms = index * self.config.snapshot_interval_ms
+        return self._emit(index * self.config.snapshot_interval_ms, changed_only=True)
+
+    def flush(self, as_of_ms: int) -> Emitted:
+        """End of input: every row as of ``as_of_ms`` (changed or not), so the last record
+        per key on the compacted topic is exactly the final table that ``rows`` gives."""
+        return self._emit(as_of_ms, changed_only=False)
+
+    def _emit(self, as_of_ms: int, changed_only: bool) -> Emitted:
         outputs = []
         for key, values in self._computed(as_of_ms):
-            if self._emitted.get(key) == values:
+            if changed_only and self._emitted.get(key) == values:
                 continue
             self._emitted[key] = values
             row = self._row(key, values, as_of_ms)
@@ -198,11 +197,11 @@ class PerformanceTables:
         for sid, st in sorted(self._strategies.items()):
             expected = self.config.expected.get(sid, self.config.default_expected)
             strategies[sid] = {
-                "actual_vs_expected": _versus_expected(st, expected),
+                "actual_vs_expected": versus_expected(st, expected),
                 "confidence_buckets": self._confidence_report(st),
                 "decision_metrics": {
-                    "turnover": _ratio(st.notional, st.mean_equity(None, 0)),
-                    "avg_hold_time_seconds": _ratio(st.hold, st.trades),
+                    "turnover": ratio(st.notional, st.mean_equity(None, 0)),
+                    "avg_hold_time_seconds": ratio(st.hold, st.trades),
                     "trade_count": st.trades,
                     "cancel_count": st.cancels,
                 },
@@ -218,13 +217,11 @@ class PerformanceTables:
                 MetricSample(mn.TRADE_COUNT, (*label, ("group", "all")), float(st.trades))
             )
             samples.append(
-                MetricSample(mn.TURNOVER, label, _ratio(st.notional, st.mean_equity(None, 0)))
+                MetricSample(mn.TURNOVER, label, ratio(st.notional, st.mean_equity(None, 0)))
             )
-            samples.append(
-                MetricSample(mn.AVG_HOLD_TIME_SECONDS, label, _ratio(st.hold, st.trades))
-            )
+            samples.append(MetricSample(mn.AVG_HOLD_TIME_SECONDS, label, ratio(st.hold, st.trades)))
             samples.append(MetricSample(mn.CANCEL_COUNT, label, float(st.cancels)))
-            samples.append(MetricSample(mn.WIN_RATE, label, _ratio(st.wins, st.trades)))
+            samples.append(MetricSample(mn.WIN_RATE, label, ratio(st.wins, st.trades)))
         for (sid, group_by, group), windows in sorted(self._groups.items()):
             labels = (("strategy_id", sid), ("group", f"{group_by}:{group}"))
             samples.append(MetricSample(mn.TRADE_COUNT, labels, windows.trips.totals[0]))
@@ -323,10 +320,10 @@ class PerformanceTables:
         return {
             "buckets": buckets,
             "unmatched_trade_count": st.unmatched_trades,
-            "unmatched_win_rate": _ratio(st.unmatched_wins, st.unmatched_trades)
+            "unmatched_win_rate": ratio(st.unmatched_wins, st.unmatched_trades)
             if st.unmatched_trades else None,
             "monotonic": all(a <= b for a, b in pairwise(rates)) if len(rates) >= 2 else None,
-            "slope": _win_slope(edges, st.bucket_trades, st.bucket_wins),
+            "slope": win_slope(edges, st.bucket_trades, st.bucket_wins),
         }  # fmt: skip
 
     # -- state -----------------------------------------------------------------------------
@@ -358,40 +355,3 @@ class PerformanceTables:
         }
         tick = state["tick_index"]
         self._set_tick_index(None if tick is None else int(tick))
-
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return numerator / denominator if denominator > 0 else 0.0
-
-
-def _versus_expected(st: StrategyWindows, expected: ExpectedPerformance) -> dict[str, Any]:
-    """Actual minus expected; z = difference / standard error (None where not computable)."""
-    n = st.trades
-    win_rate = _ratio(st.wins, n)
-    p = expected.win_rate
-    z_win = (win_rate - p) / math.sqrt(p * (1 - p) / n) if n and 0.0 < p < 1.0 else None
-    std = math.sqrt(st.sum_sq / (n - 1)) if n >= 2 and st.sum_sq > 0.0 else 0.0
-    z_return = (st.mean - expected.avg_return) / (std / math.sqrt(n)) if std > 0 else None
-    actual = {"win_rate": win_rate, "avg_return": st.mean if n else 0.0}
-    wanted = {"win_rate": p, "avg_return": expected.avg_return}
-    return {
-        "trade_count": n,
-        "actual": actual,
-        "expected": wanted,
-        "difference": {k: actual[k] - wanted[k] for k in actual},
-        "z_score": {"win_rate": z_win, "avg_return": z_return},
-    }
-
-
-def _win_slope(edges: tuple[float, ...], trades: list[int], wins: list[int]) -> float | None:
-    """Least-squares slope of win (0/1) on the bucket's mid confidence, over all trades."""
-    mids = [(edges[i] + edges[i + 1]) / 2.0 for i in range(len(trades))]
-    n = sum(trades)
-    sx = sum(t * x for t, x in zip(trades, mids, strict=True))
-    sy = float(sum(wins))
-    sxx = sum(t * x * x for t, x in zip(trades, mids, strict=True))
-    sxy = sum(w * x for w, x in zip(wins, mids, strict=True))
-    denominator = n * sxx - sx * sx
-    if n < 2 or denominator <= 1e-12 * max(1.0, n * sxx):
-        return None
-    return (n * sxy - sx * sy) / denominator

@@ -156,6 +156,7 @@ class Pipeline:
         self._release(self.max_event_ms, out)
         self._route((self.stand_downs.flush(), self.concept.flush()), out)
         self._alerts(self.router.flush(), out)
+        self._route((self.performance.flush(max(self.max_event_ms, 0)),), out)
         return self._count_outputs(out)
 
     # -- internals -------------------------------------------------------------------------

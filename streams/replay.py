@@ -108,6 +108,7 @@ def _run_replay(
         files.write_json(
             "performance_report.json", pipeline.performance.report(max(pipeline.max_event_ms, 0))
         )
+        (out_dir / "policy_archive.json").write_bytes(pipeline.policy_loop.archive.to_json())
     return ReplayResult(lines, summary, out_dir)
 
 
