@@ -86,6 +86,7 @@ class Sequencer:
                 pending.append(await producer.send(topic, frame, partition=0))
             forwarded += len(records)
         assignment = consumer.assignment()
+        self.stats.sequencer_partitions.set(len(assignment))
         unknown = [tp for tp in assignment if consumer.highwater(tp) is None]
         ends = await consumer.end_offsets(unknown) if unknown else {}
         lag: dict[str, int] = {}

@@ -17,6 +17,11 @@ class WorkerStats:
             ["topic"],
             registry=registry,
         )
+        self.sequencer_partitions = Gauge(
+            "policyloop_sequencer_partitions",
+            "Input partitions this worker's sequencer holds.",
+            registry=registry,
+        )
         self.sequenced_total = Counter(
             "policyloop_sequenced_records",
             "Input records appended to the sequenced log.",
