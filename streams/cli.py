@@ -89,6 +89,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         checkpoint_interval_s=settings.checkpoint_interval_s,
         idle_flush_s=settings.idle_flush_s,
         max_records=settings.pipeline_batch_records,
+        allowed_lateness_ms=settings.watermark_lateness_ms,
     )
     roles = ("sequencer", "pipeline") if args.role == "all" else (args.role,)
     run_worker(settings, roles=roles, options=options, loglevel=args.loglevel)

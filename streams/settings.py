@@ -84,6 +84,9 @@ class Settings(BaseModel):
     checkpoint_interval_s: Annotated[float, Field(gt=0, le=3600)] = 30.0
     idle_flush_s: Annotated[float, Field(gt=0, le=3600)] = 3.0
     pipeline_batch_records: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    # event-time skew between input partitions the worker waits for before releasing; larger
+    # only delays outputs (they stay the same), so raise it for bulk loads into live workers
+    watermark_lateness_ms: Annotated[int, Field(ge=0)] = 15 * 60 * 1000
 
     @model_validator(mode="after")
     def _check_security(self) -> Settings:

@@ -66,13 +66,15 @@ def cli(settings: Settings, *args: str, timeout: float = 120) -> str:
 class Worker:
     """One ``policyloop worker`` process with its own metrics port."""
 
-    def __init__(self, settings: Settings, log_dir: Path, name: str, *flags: str) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, name: str, *flags: str, **env: str
+    ) -> None:
         self.port = free_port()
         self.log_path = log_dir / f"worker-{name}.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
             [*POLICYLOOP, "worker", "--loglevel", "warning", *flags],
-            env=env_for(settings, POLICYLOOP_METRICS_PORT=str(self.port)),
+            env=env_for(settings, POLICYLOOP_METRICS_PORT=str(self.port), **env),
             cwd=ROOT,
             stdout=self.log,
             stderr=subprocess.STDOUT,

@@ -91,8 +91,11 @@ def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_p
     both groups) and finishes with exactly replay's output."""
     market = _market(tmp_path, days=4, symbols=8)
     cli(kafka, "topics", "create")
-    a = Worker(kafka, tmp_path, "a", *FAST, "--max-records", "300")
-    b = Worker(kafka, tmp_path, "b", *FAST, "--max-records", "300")
+    # the input is loaded in bulk while the workers run: let the watermark wait for up to
+    # 4 days of event-time skew between partitions (outputs stay the same, only later)
+    bulk = {"POLICYLOOP_WATERMARK_LATENESS_MS": str(4 * 86_400_000)}
+    a = Worker(kafka, tmp_path, "a", *FAST, "--max-records", "300", **bulk)
+    b = Worker(kafka, tmp_path, "b", *FAST, "--max-records", "300", **bulk)
     logs = [a.log_path, b.log_path]
     try:
         total = kafka.input_partitions * 5
