@@ -280,7 +280,7 @@ is_our_broker() {
     local pid="$1" args
     [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
     kill -0 "${pid}" 2>/dev/null || return 1
-    args="$(ps -o args= -p "${pid}" 2>/dev/null || true)"
+    args="$(ps -ww -o args= -p "${pid}" 2>/dev/null || true)"
     [[ "${args}" == *"${MAIN_CLASS} ${SERVER_PROPS}"* ]]
 }
 
@@ -302,7 +302,7 @@ broker_pid() {
             printf '%s\n' "${p}"
             return 0
         fi
-    done < <(ps -eo pid=,comm=,args= 2>/dev/null || true)
+    done < <(ps -ww -eo pid=,comm=,args= 2>/dev/null || true)
     rm -f "${PID_FILE}"
 }
 

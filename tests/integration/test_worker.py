@@ -184,13 +184,15 @@ def test_broker_restart_mid_stream_is_survived(kafka: Settings, tmp_path: Path) 
             "a third of the input",
             [worker.log_path],
         )
-        subprocess.run(
+        restart = subprocess.run(
             ["bash", "deploy/kafka.sh", "restart"],
             cwd=ROOT,
-            check=True,
             capture_output=True,
+            text=True,
             timeout=180,
+            check=False,
         )
+        assert restart.returncode == 0, restart.stdout + restart.stderr
         wait_until(
             lambda: worker.processed() >= records and worker.settled(),
             240,
