@@ -97,24 +97,24 @@ class RollingCalibration:
     Memory: 8 + 1 + 8 + 8 bytes per entry of ``window``.
     """
 
-    __slots__ = ("_group", "_index", "_p", "_y", "bins", "n", "pos", "window")
+    __slots__ = ("bins", "group_ring", "index_ring", "n", "p_ring", "pos", "window", "y_ring")
 
     def __init__(self, window: int, bins: int) -> None:
         self.window = window
         self.bins = bins
-        self._p = array("d", bytes(8 * window))
-        self._y = array("b", bytes(window))
-        self._group = array("q", bytes(8 * window))
-        self._index = array("q", bytes(8 * window))
+        self.p_ring = array("d", bytes(8 * window))
+        self.y_ring = array("b", bytes(window))
+        self.group_ring = array("q", bytes(8 * window))
+        self.index_ring = array("q", bytes(8 * window))
         self.pos = 0
         self.n = 0
 
     def add(self, p: float, y: int, group: int = 0, index: int = -1) -> None:
         pos = self.pos
-        self._p[pos] = p
-        self._y[pos] = y
-        self._group[pos] = group
-        self._index[pos] = index
+        self.p_ring[pos] = p
+        self.y_ring[pos] = y
+        self.group_ring[pos] = group
+        self.index_ring[pos] = index
         pos += 1
         self.pos = pos if pos < self.window else 0
         if self.n < self.window:
@@ -129,15 +129,15 @@ class RollingCalibration:
     def arrays(self) -> tuple[FloatArray, FloatArray]:
         """(p, y) of the window, oldest first."""
         order = self._order()
-        p = np.frombuffer(self._p, dtype=np.float64)[order].copy()
-        y = np.frombuffer(self._y, dtype=np.int8)[order].astype(np.float64)
+        p = np.frombuffer(self.p_ring, dtype=np.float64)[order].copy()
+        y = np.frombuffer(self.y_ring, dtype=np.int8)[order].astype(np.float64)
         return p, y
 
     def positions(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(price-series code, bar index) of the window, oldest first."""
         order = self._order()
-        group = np.frombuffer(self._group, dtype=np.int64)[order].copy()
-        return group, np.frombuffer(self._index, dtype=np.int64)[order].copy()
+        group = np.frombuffer(self.group_ring, dtype=np.int64)[order].copy()
+        return group, np.frombuffer(self.index_ring, dtype=np.int64)[order].copy()
 
     def decomposition(self) -> BrierDecomposition:
         p, y = self.arrays()
@@ -150,10 +150,10 @@ class RollingCalibration:
                 "index": index.tolist()}  # fmt: skip
 
     def restore(self, state: dict[str, Any]) -> None:
-        self._p = array("d", bytes(8 * self.window))
-        self._y = array("b", bytes(self.window))
-        self._group = array("q", bytes(8 * self.window))
-        self._index = array("q", bytes(8 * self.window))
+        self.p_ring = array("d", bytes(8 * self.window))
+        self.y_ring = array("b", bytes(self.window))
+        self.group_ring = array("q", bytes(8 * self.window))
+        self.index_ring = array("q", bytes(8 * self.window))
         self.pos = self.n = 0
         rows = zip(state["p"], state["y"], state["group"], state["index"], strict=True)
         for p, y, group, index in list(rows)[-self.window :]:

@@ -173,7 +173,16 @@ class ConceptDrift:
         code = self._codes.get(price_series)
         if code is None:
             code = self._codes[price_series] = len(self._codes)
-        series.rolling.add(p, y, code, bar_index)
+        rolling = series.rolling  # RollingCalibration.add, inlined (once per label)
+        pos = rolling.pos
+        rolling.p_ring[pos] = p
+        rolling.y_ring[pos] = y
+        rolling.group_ring[pos] = code
+        rolling.index_ring[pos] = bar_index
+        pos += 1
+        rolling.pos = pos if pos < rolling.window else 0
+        if rolling.n < rolling.window:
+            rolling.n += 1
         if horizon > series.horizon:
             series.horizon = horizon
         series.labelled += 1

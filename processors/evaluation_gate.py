@@ -54,6 +54,7 @@ from processors.policy_replay import (
     DEFAULT_EQUITY,
     DecisionTape,
     PolicyReplayResult,
+    replay_policies,
     replay_policy,
 )
 from processors.stats_harness import json_ready
@@ -122,19 +123,26 @@ def evaluate(
     config: EvaluationGateConfig | None = None,
     *,
     champion_result: PolicyReplayResult | None = None,
+    candidate_result: PolicyReplayResult | None = None,
     labels: tuple[BoolArray, BoolArray] | None = None,
     candidate_p_hat: FloatArray | None = None,
     p_hat_source_changed: bool = False,
 ) -> GateOutcome:
     """Gate ``candidate`` against ``champion`` on ``tape`` (module docstring).
 
-    ``champion_result``: the champion's replay of this tape, when already computed (with the
-    same equity and costs). ``labels``: ``(label, labelled)`` per tape row, for the
-    calibration check (see ``loop_window.WindowView``). ``candidate_p_hat``: the candidate's
-    p_hat per tape row when its p_hat source differs."""
+    ``champion_result`` / ``candidate_result``: their replays of this tape, when already
+    computed (with the same equity and costs; ``replay_policies``). ``labels``:
+    ``(label, labelled)`` per tape row, for the calibration check (see
+    ``loop_window.WindowView``). ``candidate_p_hat``: the candidate's p_hat per tape row when
+    its p_hat source differs."""
     cfg = config or EvaluationGateConfig()
-    champ = champion_result or replay_policy(tape, champion, cfg.equity, cfg.cost_bps)
-    cand = replay_policy(tape, candidate, cfg.equity, cfg.cost_bps)
+    if champion_result is None and candidate_result is None:
+        champ, cand = replay_policies(
+            [(tape, champion), (tape, candidate)], cfg.equity, cfg.cost_bps
+        )
+    else:
+        champ = champion_result or replay_policy(tape, champion, cfg.equity, cfg.cost_bps)
+        cand = candidate_result or replay_policy(tape, candidate, cfg.equity, cfg.cost_bps)
     reasons: list[str] = []
     tests: dict[str, Any] = {"champion": champ.summary(), "candidate": cand.summary()}
 
@@ -257,8 +265,7 @@ def rollback_check(
     always valid, so it may be checked as often as wanted), ``turnover`` and
     ``max_drawdown`` (the active policy beyond the gate's bands of the previous one's)."""
     cfg = config or EvaluationGateConfig()
-    now = replay_policy(tape, active, cfg.equity, cfg.cost_bps)
-    before = replay_policy(tape, previous, cfg.equity, cfg.cost_bps)
+    now, before = replay_policies([(tape, active), (tape, previous)], cfg.equity, cfg.cost_bps)
     per_bar = paired_differences(now.bar_pnl, before.bar_pnl)  # previous - active
     test = msprt(
         batch_sums(per_bar, cfg.batch_bars),

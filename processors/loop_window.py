@@ -210,46 +210,27 @@ class LoopWindow:
 
     def view(self, start_ms: int, end_ms: int) -> WindowView:
         """The rows with start <= bar_ts < end; see the module docstring."""
+        return self.span(start_ms, end_ms).view(start_ms, end_ms)
+
+    def span(self, start_ms: int, end_ms: int) -> WindowSpan:
+        """The rows with start <= bar_ts < end, sorted once, for several views inside it
+        (``WindowSpan.view``): what a loop run takes (whole window, fit and test spans)."""
         head = self._head
         ints = {k: np.frombuffer(v, dtype=np.int64)[head:] for k, v in self._ints.items()}
-        floats = {k: np.frombuffer(v, dtype=np.float64)[head:] for k, v in self._floats.items()}
         ts = ints["ts"]
         rows = np.flatnonzero((ts >= start_ms) & (ts < end_ms))
-        strategy, names_s = _canonical(ints["strategy"][rows], self._strategies.names)
-        symbol, names_y = _canonical(ints["symbol"][rows], self._symbols.names)
-        classification, names_c = _canonical(ints["classification"][rows], self._classes.names)
-        regime, names_r = _canonical(ints["regime"][rows], self._regimes.names)
+        names = (self._strategies.names, self._symbols.names, self._classes.names,
+                 self._regimes.names)  # fmt: skip
+        raw = tuple(ints[column][rows] for column in _INT_COLUMNS[:4])
         row_ts = ts[rows]
+        # canonical (sorted-name) ranks of the span: any sub-span's ranks order alike
+        strategy = _canonical(raw[0], names[0])[0]
+        symbol = _canonical(raw[1], names[1])[0]
         order = key_order(strategy, symbol, row_ts)  # stable: arrival order within a key
         keep = np.ones(order.shape[0], dtype=np.bool_)  # the last arrival of each key
         s, y, t = strategy[order], symbol[order], row_ts[order]
         keep[:-1] = (s[:-1] != s[1:]) | (y[:-1] != y[1:]) | (t[:-1] != t[1:])
-        picked = rows[order[keep]]
-        position = order[keep]
-        flags = ints["flags"][picked]
-        tape = DecisionTape.from_columns(
-            (names_s, names_y, names_c, names_r),
-            (strategy[position], symbol[position], classification[position], regime[position]),
-            row_ts[position],
-            floats["price"][picked],
-            floats["p_hat"][picked],
-            floats["vol_hat"][picked],
-            (flags & STAND_DOWN_FLAG) != 0,
-            (flags & EMERGENCY_FLAG) != 0,
-            bar_times=unique_times(row_ts),  # arrival order: usually sorted already
-        )
-        features = {
-            name: np.frombuffer(column, dtype=np.float64)[head:][picked].copy()
-            for name, column in sorted(self._features.items())
-        }
-        n = len(tape)
-        labelled = np.zeros(n, dtype=np.bool_)
-        if n > 1:
-            price = tape.price
-            usable = np.isfinite(price) & (price > 0.0)
-            labelled[:-1] = ~tape.group_start[1:] & usable[1:] & usable[:-1]
-        label = labelled & (tape.forward_return > 0.0)
-        return WindowView(start_ms, end_ms, tape, features, label, labelled)
+        return WindowSpan(self, head, rows, raw, names, row_ts, order[keep])
 
     # -- state -----------------------------------------------------------------------------
 
@@ -292,8 +273,71 @@ class LoopWindow:
         self._bind_columns()
 
 
-def _canonical(codes: IntArray, names: list[str]) -> tuple[IntArray, tuple[str, ...]]:
-    """Codes re-indexed into the sorted tuple of the names present among them."""
+class WindowSpan:
+    """A span of a LoopWindow's rows, sorted by (strategy, symbol, bar_ts) with the last
+    arrival of each key kept (``LoopWindow.span``). ``view(start, end)`` of any sub-span
+    equals ``LoopWindow.view(start, end)``: a key's rows share a bar_ts, so they are all
+    inside or all outside a sub-span, and filtering keeps the order. Valid until the window
+    changes (take one, use it, drop it)."""
+
+    def __init__(
+        self,
+        window: LoopWindow,
+        head: int,
+        rows: IntArray,
+        raw: tuple[IntArray, ...],
+        names: tuple[list[str], ...],
+        row_ts: IntArray,
+        kept: IntArray,
+    ) -> None:
+        self._window, self._head, self._rows, self._raw = window, head, rows, raw
+        self._names, self._row_ts, self._kept = names, row_ts, kept
+
+    @property
+    def first_ms(self) -> int | None:
+        """The earliest bar_ts of the span, None when it is empty."""
+        return int(self._row_ts.min()) if self._row_ts.shape[0] else None
+
+    def view(self, start_ms: int, end_ms: int) -> WindowView:
+        """The rows with start <= bar_ts < end (inside the span); see the module docstring."""
+        row_ts, kept = self._row_ts, self._kept
+        inside = (row_ts >= start_ms) & (row_ts < end_ms)
+        position = kept[inside[kept]]
+        pairs = zip(self._raw, self._names, strict=True)
+        ranks = [_name_ranks(raw[inside], names) for raw, names in pairs]
+        codes = [lut[raw[position]] for (lut, _), raw in zip(ranks, self._raw, strict=True)]
+        window, head = self._window, self._head
+        picked = self._rows[position]
+        floats = {k: np.frombuffer(v, dtype=np.float64)[head:] for k, v in window._floats.items()}
+        flags = np.frombuffer(window._ints["flags"], dtype=np.int64)[head:][picked]
+        tape = DecisionTape.from_columns(
+            (ranks[0][1], ranks[1][1], ranks[2][1], ranks[3][1]),
+            (codes[0], codes[1], codes[2], codes[3]),
+            row_ts[position],
+            floats["price"][picked],
+            floats["p_hat"][picked],
+            floats["vol_hat"][picked],
+            (flags & STAND_DOWN_FLAG) != 0,
+            (flags & EMERGENCY_FLAG) != 0,
+            bar_times=unique_times(row_ts[inside]),  # arrival order: usually sorted already
+        )
+        features = {
+            name: np.frombuffer(column, dtype=np.float64)[head:][picked].copy()
+            for name, column in sorted(window._features.items())
+        }
+        n = len(tape)
+        labelled = np.zeros(n, dtype=np.bool_)
+        if n > 1:
+            price = tape.price
+            usable = np.isfinite(price) & (price > 0.0)
+            labelled[:-1] = ~tape.group_start[1:] & usable[1:] & usable[:-1]
+        label = labelled & (tape.forward_return > 0.0)
+        return WindowView(start_ms, end_ms, tape, features, label, labelled)
+
+
+def _name_ranks(codes: IntArray, names: list[str]) -> tuple[IntArray, tuple[str, ...]]:
+    """The sorted tuple of the names present among ``codes`` and a lookup from intern code
+    to rank in it (codes of absent names map to 0)."""
     present = np.flatnonzero(np.bincount(codes, minlength=len(names)))  # = np.unique(codes)
     present_names = [names[int(c)] for c in present]
     by_name = sorted(range(len(present_names)), key=present_names.__getitem__)
@@ -301,6 +345,11 @@ def _canonical(codes: IntArray, names: list[str]) -> tuple[IntArray, tuple[str, 
     rank_of_code[present[np.asarray(by_name, dtype=np.int64)]] = np.arange(
         len(by_name), dtype=np.int64
     )
-    return rank_of_code[codes] if codes.shape[0] else codes, tuple(
-        present_names[i] for i in by_name
-    )
+    return rank_of_code, tuple(present_names[i] for i in by_name)
+
+
+def _canonical(codes: IntArray, names: list[str]) -> tuple[IntArray, tuple[str, ...]]:
+    """Codes re-indexed into the sorted tuple of the names present among them."""
+    rank_of_code, present = _name_ranks(codes, names)
+    ranked: IntArray = rank_of_code[codes] if codes.shape[0] else codes
+    return ranked, present

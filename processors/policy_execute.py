@@ -18,6 +18,8 @@ float64 values, so the same weights to the last bit):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -31,6 +33,53 @@ LOCKSTEP_MAX_PADDING = 2
 """Lockstep only when groups x longest group <= this x rows (short groups pad the steps)."""
 
 
+ExecuteJob = tuple[BoolArray, FloatArray, BoolArray, float, float, int]
+"""(group_start, target, forced, epsilon, min_notional, cooldown) of one tape."""
+
+
+def execute_many(jobs: Sequence[ExecuteJob], equity: float) -> list[FloatArray]:
+    """``execute_rows`` of each job (same results), their groups advanced in one lockstep
+    when that pays (a run's champion and candidate replays share their steps)."""
+    if len(jobs) == 1:
+        return [execute_rows(*jobs[0], equity)]
+    sizes = [int(job[1].shape[0]) for job in jobs]
+    n = sum(sizes)
+    if n == 0 or any(size == 0 for size in sizes):
+        return [execute_rows(*job, equity) for job in jobs]
+    all_starts, params = [], []
+    offset = 0
+    for (group_start, _, _, epsilon, min_notional, cooldown), size in zip(jobs, sizes, strict=True):
+        starts = _starts(group_start)
+        all_starts.append(starts + offset)
+        params.append((starts.shape[0], epsilon, min_notional, cooldown))
+        offset += size
+    starts = np.concatenate(all_starts)
+    lengths = np.diff(np.append(starts, n))
+    groups = int(starts.shape[0])
+    if groups < LOCKSTEP_MIN_GROUPS or groups * int(lengths.max()) > LOCKSTEP_MAX_PADDING * n:
+        return [execute_rows(*job, equity) for job in jobs]
+    counts = [count for count, _, _, _ in params]
+    final = execute_rows_lockstep(
+        starts,
+        lengths,
+        np.concatenate([job[1] for job in jobs]),
+        np.concatenate([job[2] for job in jobs]),
+        np.repeat([float(p[1]) for p in params], counts),
+        np.repeat([float(p[2]) for p in params], counts),
+        np.repeat(np.asarray([int(p[3]) for p in params], dtype=np.int64), counts),
+        equity,
+    )
+    return [part.copy() for part in np.split(final, np.cumsum(sizes)[:-1])]
+
+
+def _starts(group_start: BoolArray) -> npt.NDArray[np.int64]:
+    """First row of each group (row 0 starts one even when not flagged)."""
+    starts = np.flatnonzero(group_start)
+    if starts.shape[0] == 0 or starts[0] != 0:
+        starts = np.concatenate([[0], starts]).astype(np.int64)
+    return starts
+
+
 def execute_rows(
     group_start: BoolArray,
     target: FloatArray,
@@ -42,11 +91,9 @@ def execute_rows(
 ) -> FloatArray:
     """Final weights per row (module docstring); inputs are not modified."""
     n = int(target.shape[0])
-    starts = np.flatnonzero(group_start)
     if n == 0:
         return np.zeros(0, dtype=np.float64)
-    if starts.shape[0] == 0 or starts[0] != 0:  # rows before the first start: one more group
-        starts = np.concatenate([[0], starts])
+    starts = _starts(group_start)
     groups = int(starts.shape[0])
     lengths = np.diff(np.append(starts, n))
     longest = int(lengths.max())
@@ -98,13 +145,14 @@ def execute_rows_lockstep(
     lengths: npt.NDArray[np.int64],
     target: FloatArray,
     forced: BoolArray,
-    epsilon: float,
-    min_notional: float,
-    cooldown: int,
+    epsilon: float | FloatArray,
+    min_notional: float | FloatArray,
+    cooldown: int | npt.NDArray[np.int64],
     equity: float,
 ) -> FloatArray:
     """All groups at once: column g of a (longest, groups) grid is group g's rows (padded
-    with unforced zero targets, whose results are dropped)."""
+    with unforced zero targets, whose results are dropped). ``epsilon``, ``min_notional``
+    and ``cooldown`` are one value, or one per group."""
     n = int(target.shape[0])
     groups = int(starts.shape[0])
     longest = int(lengths.max())
@@ -141,3 +189,24 @@ def execute_rows_lockstep(
         final_grid[step] = weight
     result: FloatArray = final_grid[position, group]
     return result
+
+
+def round_trip_rows(
+    group_start: BoolArray, final: FloatArray, prev: FloatArray
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Rows opening and closing each closed round trip, paired in order."""
+    held, was_held = final != 0.0, prev != 0.0
+    flip = held & was_held & ((final > 0.0) != (prev > 0.0))
+    open_rows = np.flatnonzero(held & (~was_held | flip))
+    close_rows = np.flatnonzero(was_held & (~held | flip))
+    # Opens and closes alternate within a key; only the last open of a key can stay unclosed.
+    group = np.cumsum(group_start) - 1
+    group_end = np.ones(final.shape[0], dtype=np.bool_)
+    group_end[:-1] = group_start[1:]
+    still_open = np.zeros(int(group[-1]) + 1 if group.shape[0] else 0, dtype=np.bool_)
+    still_open[group[group_end]] = held[group_end]
+    open_group = group[open_rows]
+    last_of_group = np.ones(open_rows.shape[0], dtype=np.bool_)
+    last_of_group[:-1] = open_group[:-1] != open_group[1:]
+    matched = open_rows[~(last_of_group & still_open[open_group])]
+    return matched.astype(np.int64), close_rows.astype(np.int64)

@@ -61,7 +61,7 @@ from processors.base import DAY_MS, HOUR_MS, AlertSignal, Emitted, MetricSample,
 from processors.evaluation_gate import EvaluationGateConfig, evaluate, rollback_check
 from processors.loop_window import LoopWindow, LoopWindowConfig
 from processors.policy_archive import PolicyArchive, iso
-from processors.policy_replay import replay_policy
+from processors.policy_replay import replay_policies
 from processors.proposer import ProposerConfig, propose
 from processors.stats_harness import StatsHarnessConfig, json_ready, run_stats
 
@@ -206,27 +206,30 @@ class PolicyLoop:
             return Emitted()
         self.counters["runs"] += 1
         run_id = f"run-{iso(end_ms)}-{trigger}"
-        full = self.window.view(start, end_ms)
+        span = self.window.span(start, end_ms)  # sorted once for the three views
+        full = span.view(start, end_ms)
         champion = self.archive.last_good()
         data_start = int(full.tape.bar_ts_ms.min())
         split = end_ms - int((end_ms - data_start) * cfg.holdout_fraction)
-        fit = self.window.view(start, split) if cfg.holdout_fraction > 0.0 else full
-        test = self.window.view(split, end_ms) if cfg.holdout_fraction > 0.0 else full
-
+        fit = span.view(start, split) if cfg.holdout_fraction > 0.0 else full
+        test = span.view(split, end_ms) if cfg.holdout_fraction > 0.0 else full
         version = self._next_version()
         created = utc_from_ms(end_ms)
         proposal = propose(fit, champion, version, created, cfg.proposer)
+        jobs = [(test.tape, champion), (test.tape, proposal.policy), (full.tape, champion)]
+        gate_cfg, n_jobs = cfg.gate, 2 if test is full else 3
+        replays = replay_policies(jobs[:n_jobs], gate_cfg.equity, gate_cfg.cost_bps)
         outcome = evaluate(
             test.tape,
             champion,
             proposal.policy,
             cfg.gate,
+            champion_result=replays[0],
+            candidate_result=replays[1],
             labels=(test.label, test.labelled),
             p_hat_source_changed=cfg.p_hat_source_changed,
         )
-        champion_full = outcome.champion
-        if test is not full:
-            champion_full = replay_policy(full.tape, champion, cfg.gate.equity, cfg.gate.cost_bps)
+        champion_full = replays[-1] if test is not full else outcome.champion
         stats = run_stats(full, champion_full, json_ready(ctx.drift), cfg.stats)
         drift = stats.pop("drift")
         stats["performance"] = json_ready(ctx.performance)

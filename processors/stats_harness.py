@@ -103,6 +103,7 @@ def feature_importance(view: WindowView, config: StatsHarnessConfig) -> dict[str
     span = int(ts.max()) + 1 - first if ts.shape[0] else 1
     parts = max(1, config.sub_windows)
     part = np.minimum((ts - first) * parts // span, parts - 1)
+    in_part = [part == k for k in range(parts)]  # the same for every feature
     out: dict[str, Any] = {}
     for name, column in view.features.items():
         rows = labelled & np.isfinite(column)
@@ -114,7 +115,7 @@ def feature_importance(view: WindowView, config: StatsHarnessConfig) -> dict[str
             t = r * math.sqrt((n - 2) / (1.0 - r * r))
         sub: list[float | None] = []
         for k in range(parts):
-            chosen = rows & (part == k)
+            chosen = rows & in_part[k]
             sub.append(point_biserial(column[chosen], y_all[chosen], config.min_rows))
         present = [v for v in sub if v is not None]
         agreement = None

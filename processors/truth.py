@@ -200,6 +200,8 @@ class TruthJoin:
             waiting_ids = track.waiting.pop(index, None)
             if waiting_ids is not None:
                 self._settle_all(waiting_ids, price, bar_ms, event_id, labels)
+        elif bar_ms == track.bars[-1][0]:  # another decision of the latest bar
+            index = track.index
         else:
             index = track.position(bar_ms)
         if bar_ms < self._watermark - cfg.max_label_delay_ms:
@@ -264,10 +266,13 @@ class TruthJoin:
                 if entry is None:
                     continue
                 status = entry[_STATUS]
-                if status == HELD:
+                if status == LABELLED:  # the usual case: an outcome came first (_duplicate)
+                    counts = self.counts
+                    counts["duplicate_labels"] += 1
+                    if entry[_LABEL] != label:
+                        counts["disagreements"] += 1
+                elif status == HELD:
                     labels.append(self._apply(decision_id, entry, label, due_ms, PRICES, source_id))
-                elif status == LABELLED:
-                    self._duplicate(entry, label)
         cutoff = watermark_ms - self.config.max_label_delay_ms
         order = self._order
         while order and order[0][0] < cutoff:

@@ -438,3 +438,23 @@ def test_input_not_mutated() -> None:
     book.on_decision(dec)
     book.flush()
     assert (event.model_dump(), dec.model_dump()) == before
+
+
+def test_quiet_decisions_are_snapshotted_and_requeued_by_a_stand_down() -> None:
+    """A decision with nothing in force waits outside the audit heap; it is still in the
+    snapshot, and a stand-down event that arrives before its audit still counts."""
+    book = book_of()
+    book.on_decision(decision("d1", "10:00", weight=0.1))
+    book.on_decision(decision("d2", "10:15", weight=0.1))
+    state = orjson.loads(orjson.dumps(book.snapshot()))
+    assert [row[1] for row in state["pending"]] == ["d1", "d2"] and book.pending_count == 2
+    restored = StandDownBook()
+    restored.restore(state)
+    assert restored.snapshot() == state
+    for each in (book, restored):
+        each.on_stand_down(sd("s1", "10:00", until="11:00"))
+        assert [s.source_id for s in each.on_tick(ms(at("10:15"))).signals] == ["d1", "d1"]
+        assert [s.source_id for s in each.flush().signals] == ["d2", "d2"]
+    quiet = book_of(allowed_lateness_ms=0)
+    quiet.on_decision(decision("d3", "10:00", weight=0.1))
+    assert quiet.on_tick(ms(at("10:00"))).signals == [] and quiet.pending_count == 0
