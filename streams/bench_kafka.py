@@ -117,7 +117,10 @@ def _worker_rate(settings: Settings, expected: int, port: int, log: Path) -> flo
         process.wait(timeout=60)
 
 
-def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path) -> Any:
+def _wall_clock_copy(market: Path) -> Path:
+    """The market's good lines with ``timestamp_ms`` null, so the producer stamps wall time:
+    records stamped with their (months old) event time would fall to the broker's time-based
+    retention during the run, and latency is measured from the record timestamp."""
     wall = market.with_name(market.stem + "-wallclock.jsonl")
     with market.open("rb") as src, wall.open("wb") as dst:
         for line in src:
@@ -126,8 +129,12 @@ def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path
             except orjson.JSONDecodeError:
                 continue
             if isinstance(record, dict) and record.get("topic") in INPUT_TOPICS:
-                record["timestamp_ms"] = None  # the producer stamps wall time
+                record["timestamp_ms"] = None
                 dst.write(orjson.dumps(record) + b"\n")
+    return wall
+
+
+def _latency(settings: Settings, wall: Path, rate: float, port: int, log: Path) -> Any:
     asyncio.run(create_topics(settings))
     process = _start_worker(settings, port, log)
     try:
@@ -167,9 +174,10 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
     latency_settings = base.with_overrides(
         topic_prefix=f"bench-{run}-lat-", consumer_group=f"bench-{run}-lat"
     )
+    wall = _wall_clock_copy(market)
     try:
         asyncio.run(create_topics(settings))
-        produced = asyncio.run(produce_file(market, settings))
+        produced = asyncio.run(produce_file(wall, settings))
         expected = produced.records
         raw = asyncio.run(_raw_rate(settings, expected))
         naive_out = subprocess.run(
