@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from models.topics import INPUT_TOPICS
@@ -57,6 +57,21 @@ async def _raw_rate(settings: Settings, expected: int) -> float:
     finally:
         await consumer.stop()
     return count / (time.perf_counter() - started)
+
+
+async def _records_in_topics(settings: Settings) -> int:
+    """What the input topics hold (the rates divide by what is there to read)."""
+    from streams.kafka_topics import topic_partitions
+
+    names = [settings.topic(t) for t in INPUT_TOPICS]
+    partitions = await topic_partitions(settings, names)
+    consumer = AIOKafkaConsumer(**settings.aiokafka_common())
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t, ids in partitions.items() for p in ids]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
 
 
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -177,8 +192,8 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
     wall = _wall_clock_copy(market)
     try:
         asyncio.run(create_topics(settings))
-        produced = asyncio.run(produce_file(wall, settings))
-        expected = produced.records
+        asyncio.run(produce_file(wall, settings))
+        expected = asyncio.run(_records_in_topics(settings))
         raw = asyncio.run(_raw_rate(settings, expected))
         naive_out = subprocess.run(
             [sys.executable, "-m", "streams.bench_faust_naive", str(expected)],
