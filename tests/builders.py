@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -63,3 +64,22 @@ def decision(event_id: str, t_ms: int, regime: str = "trend", **extra: Any) -> D
     }
     data.update(extra)
     return DecisionRecord.model_validate(data)
+
+
+def signal_paths(
+    rng: Any, classes: dict[str, tuple[float, int]], bars: int
+) -> Iterator[tuple[str, int, int, float, float]]:
+    """Synthetic bars for the loop's golden tests: ``classes`` maps classification ->
+    (edge, symbols). Yields (classification, symbol index, bar, price, direction) where the
+    signal direction agrees with the next bar's return with probability 0.5 + edge. Draws
+    from ``rng`` lazily, so a caller may draw more from it between bars."""
+    import numpy as np
+
+    for cls, (edge, count) in classes.items():
+        for k in range(count):
+            returns = rng.normal(0.0, 0.002, bars)
+            price = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
+            agree = rng.random(bars) < 0.5 + edge
+            direction = np.where(agree, np.sign(returns), -np.sign(returns))
+            for t in range(bars):
+                yield cls, k, t, float(price[t]), float(direction[t])

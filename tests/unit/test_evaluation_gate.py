@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from builders import signal_paths
 
 from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import GateDecision
@@ -38,20 +39,11 @@ def policy(version: str = "v0", **fields: Any) -> PolicyConfig:
 def market(classes: dict[str, tuple[float, int]], bars: int, seed: int) -> DecisionTape:
     """``classes``: classification -> (edge, symbols). The signal direction agrees with the
     next bar's return with probability 0.5 + edge; p_hat = 0.5 +- 0.1."""
-    rng = np.random.default_rng(seed)
-    rows: list[TapeRow] = []
-    for cls, (edge, count) in classes.items():
-        for k in range(count):
-            returns = rng.normal(0.0, 0.002, bars)
-            price = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
-            agree = rng.random(bars) < 0.5 + edge
-            direction = np.where(agree, np.sign(returns), -np.sign(returns))
-            for t in range(bars):
-                p_hat = 0.5 + float(direction[t]) * 0.1
-                rows.append(
-                    TapeRow("s", f"{cls}{k}", cls, "trend", T0_MS + t * BAR_MS,
-                            float(price[t]), p_hat, 0.002)
-                )  # fmt: skip
+    rows = [
+        TapeRow("s", f"{cls}{k}", cls, "trend", T0_MS + t * BAR_MS, price,
+                0.5 + direction * 0.1, 0.002)
+        for cls, k, t, price, direction in signal_paths(np.random.default_rng(seed), classes, bars)
+    ]  # fmt: skip
     return DecisionTape.from_decisions(rows)
 
 

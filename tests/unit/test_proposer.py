@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+from builders import signal_paths
 
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
@@ -29,24 +30,18 @@ def decisions(
     next bar's return with probability 0.5 + edge; p_hat = 0.5 +- 0.1."""
     rng = np.random.default_rng(seed)
     out: list[DecisionRecord] = []
-    for cls, (edge, count) in classes.items():
-        for k in range(count):
-            returns = rng.normal(0.0, 0.002, bars)
-            price = 100.0 * np.exp(np.concatenate([[0.0], np.cumsum(returns)]))
-            agree = rng.random(bars) < 0.5 + edge
-            direction = np.where(agree, np.sign(returns), -np.sign(returns))
-            for t in range(bars):
-                out.append(
-                    DecisionRecord(
-                        event_id=f"{strategy}-{cls}{k}-{t}", run_id="t", mode="backtest",
-                        strategy_id=strategy, symbol=f"{cls}{k}", classification=cls,
-                        regime="trend", timeframe="15m", bar_ts=T0 + t * BAR,
-                        price=float(price[t]), p_hat=0.5 + float(direction[t]) * 0.1,
-                        vol_hat=0.002, features={"x": float(rng.normal())}, current_weight=0.0,
-                        equity=1e5, target_weight_raw=0.0, target_weight_final=0.0,
-                        reasons=[], block_events=[], policy_version="v0",
-                    )
-                )  # fmt: skip
+    for cls, k, t, price, direction in signal_paths(rng, classes, bars):
+        out.append(
+            DecisionRecord(
+                event_id=f"{strategy}-{cls}{k}-{t}", run_id="t", mode="backtest",
+                strategy_id=strategy, symbol=f"{cls}{k}", classification=cls,
+                regime="trend", timeframe="15m", bar_ts=T0 + t * BAR,
+                price=price, p_hat=0.5 + direction * 0.1,
+                vol_hat=0.002, features={"x": float(rng.normal())}, current_weight=0.0,
+                equity=1e5, target_weight_raw=0.0, target_weight_final=0.0,
+                reasons=[], block_events=[], policy_version="v0",
+            )
+        )  # fmt: skip
     return out
 
 
