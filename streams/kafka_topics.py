@@ -110,6 +110,10 @@ async def _wait_until_led(settings: Settings, specs: Sequence[NewTopicSpec]) -> 
     Metadata shows a new partition's leader a moment before that broker serves it; without
     this the first produce starts with NotLeaderForPartition retries (and warnings).
     """
+    if not specs:
+        # also: stopping a group-less consumer right after start, with no I/O in between,
+        # raises CancelledError (aiokafka 0.14 cancels a coordinator task never started)
+        return
     consumer = AIOKafkaConsumer(**settings.aiokafka_common(), group_id=None)
     await consumer.start()
     try:

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry, generate_latest
 
 from processors.pipeline import PipelineConfig
@@ -98,9 +99,26 @@ class WorkerService:
         await asyncio.gather(*tasks)
 
 
+class _ShellBoot(BootStrategy):
+    """Start Faust's web server, timers and tasks, but none of its Kafka clients.
+
+    The stages bring their own aiokafka clients. Faust's consumer would join a consumer group
+    of its own and hold the tasks back until that group's (empty) table recovery completed:
+    a stall there, a broker restart or a slow join would keep the stages from starting
+    while ``/metrics`` already answered."""
+
+    enable_kafka = False
+
+
+class ShellApp(faust.App):
+    """The Faust app of the worker: a process shell without Faust's own Kafka clients."""
+
+    BootStrategy = _ShellBoot
+
+
 def build_app(service: WorkerService) -> faust.App:
     settings = service.settings
-    app = faust.App(
+    app = ShellApp(
         f"{settings.topic_prefix}{settings.consumer_group}-app",
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         web_host=settings.metrics_host,
@@ -120,6 +138,13 @@ def build_app(service: WorkerService) -> faust.App:
     async def stages() -> None:
         try:
             await service.run()
+        except asyncio.CancelledError:
+            if app.should_stop:
+                raise
+            # a stray cancellation from a client library must not leave a worker that
+            # answers /metrics but processes nothing: crash it (a supervisor restarts it)
+            log.exception("policyloop worker stages were cancelled while running")
+            raise RuntimeError("policyloop worker stages cancelled") from None
         except Exception:  # the worker must not die silently with a task
             log.exception("policyloop worker stages failed")
             raise

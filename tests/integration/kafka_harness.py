@@ -73,7 +73,7 @@ class Worker:
         self.log_path = log_dir / f"worker-{name}.log"
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
-            [*POLICYLOOP, "worker", "--loglevel", "warning", *flags],
+            [*POLICYLOOP, "worker", "--loglevel", "info", *flags],
             env=env_for(settings, POLICYLOOP_METRICS_PORT=str(self.port), **env),
             cwd=ROOT,
             stdout=self.log,
@@ -108,15 +108,27 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def describe(self) -> str:
+        """Exit status and the progress metrics, for a failure message."""
+        code = self.process.poll()
+        state = "running" if code is None else f"exited with {code}"
+        shown = ("events_total", "sequenc", "pipeline_", "recoveries", "idle_flushes")
+        samples = {k: v for k, v in self.metrics().items() if any(s in k for s in shown)}
+        return f"{self.log_path.stem}: {state}; metrics {samples or 'unavailable'}"
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str, logs: list[Path]) -> None:
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str, workers: list[Worker]) -> None:
+    """Poll ``check`` until it holds; on timeout fail with each worker's state and log tail."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(0.2)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs if p.exists())
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{tails}")
+    report = "\n".join(
+        f"--- {w.describe()}\n{w.log_path.read_text()[-4000:] if w.log_path.exists() else ''}"
+        for w in workers
+    )
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{report}")
 
 
 def read_lines(path: Path) -> list[bytes]:
