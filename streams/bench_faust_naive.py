@@ -2,7 +2,9 @@
 decodes each input record with the models and counts it (no pipeline work at all).
 
 Run as ``python -m streams.bench_faust_naive EXPECTED`` with POLICYLOOP_* settings; prints
-``naive_faust_records_per_s=<rate>`` once EXPECTED records were consumed, then exits.
+``naive_faust_records_per_s=<rate> consumed=<n>`` once EXPECTED records were consumed, or
+once no record came for ``IDLE_S`` seconds (the rate is then over the records consumed, up
+to the last one), then exits.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import faust
 from models.topics import INPUT_TOPICS
 from streams.adapter import decode_record
 from streams.settings import Settings
+
+IDLE_S = 5.0
 
 
 def main() -> None:
@@ -31,7 +35,16 @@ def main() -> None:
     )
     names = {settings.topic(name): name for name in INPUT_TOPICS}
     topic = app.topic(*names, value_serializer="raw", key_serializer="raw")
-    state: dict[str, Any] = {"count": 0, "started": None}
+    state: dict[str, Any] = {"count": 0, "started": None, "last": None, "done": False}
+
+    async def report() -> None:
+        if state["done"]:
+            return
+        state["done"] = True
+        elapsed = state["last"] - state["started"]
+        rate = state["count"] / elapsed if elapsed > 0 else 0.0
+        print(f"naive_faust_records_per_s={rate:.0f} consumed={state['count']}", flush=True)
+        await app.stop()
 
     @app.agent(topic)
     async def naive(stream: Any) -> None:
@@ -46,11 +59,16 @@ def main() -> None:
                 f"{message.partition}:{message.offset}",
             )
             state["count"] += 1
+            state["last"] = time.perf_counter()
             if state["count"] >= expected:
-                elapsed = time.perf_counter() - state["started"]
-                print(f"naive_faust_records_per_s={expected / elapsed:.0f}", flush=True)
-                await app.stop()
+                await report()
                 return
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def idle_check() -> None:
+        last = state["last"]
+        if last is not None and time.perf_counter() - last > IDLE_S:
+            await report()
 
     faust.Worker(app, loglevel="error", quiet=True).execute_from_commandline()
 

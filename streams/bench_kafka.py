@@ -132,29 +132,12 @@ def _worker_rate(settings: Settings, expected: int, port: int, log: Path) -> flo
         process.wait(timeout=60)
 
 
-def _wall_clock_copy(market: Path) -> Path:
-    """The market's good lines with ``timestamp_ms`` null, so the producer stamps wall time:
-    records stamped with their (months old) event time would fall to the broker's time-based
-    retention during the run, and latency is measured from the record timestamp."""
-    wall = market.with_name(market.stem + "-wallclock.jsonl")
-    with market.open("rb") as src, wall.open("wb") as dst:
-        for line in src:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and record.get("topic") in INPUT_TOPICS:
-                record["timestamp_ms"] = None
-                dst.write(orjson.dumps(record) + b"\n")
-    return wall
-
-
-def _latency(settings: Settings, wall: Path, rate: float, port: int, log: Path) -> Any:
+def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path) -> Any:
     asyncio.run(create_topics(settings))
     process = _start_worker(settings, port, log)
     try:
         time.sleep(8)  # let the worker join its groups before the clock starts
-        result = asyncio.run(produce_file(wall, settings, rate=rate))
+        result = asyncio.run(produce_file(market, settings, rate=rate, wall_clock=True))
         deadline = time.monotonic() + 300
         while _processed(scrape(port)) < result.records and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -168,6 +151,15 @@ def _latency(settings: Settings, wall: Path, rate: float, port: int, log: Path) 
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def _naive_figures(output: str) -> tuple[float | None, int | None]:
+    """(records a second, records consumed) from bench_faust_naive's output line."""
+    for line in output.splitlines():
+        if line.startswith("naive_faust_records_per_s="):
+            fields = dict(part.split("=", 1) for part in line.split())
+            return float(fields["naive_faust_records_per_s"]), int(fields["consumed"])
+    return None, None
 
 
 async def _delete(settings: Settings) -> None:
@@ -189,10 +181,12 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
     latency_settings = base.with_overrides(
         topic_prefix=f"bench-{run}-lat-", consumer_group=f"bench-{run}-lat"
     )
-    wall = _wall_clock_copy(market)
     try:
         asyncio.run(create_topics(settings))
-        asyncio.run(produce_file(wall, settings))
+        # stamped with wall time: records stamped with their (months old) event time would
+        # fall to the broker's time-based retention during the run, and latency is measured
+        # from the record timestamp
+        asyncio.run(produce_file(market, settings, wall_clock=True))
         expected = asyncio.run(_records_in_topics(settings))
         raw = asyncio.run(_raw_rate(settings, expected))
         naive_out = subprocess.run(
@@ -203,11 +197,7 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
             timeout=1800,
             check=False,
         ).stdout
-        naive = (
-            float(naive_out.split("naive_faust_records_per_s=")[1].split()[0])
-            if ("naive_faust_records_per_s=" in naive_out)
-            else None
-        )
+        naive, naive_consumed = _naive_figures(naive_out)
         worker = _worker_rate(settings, expected, 9191, workdir / "bench-worker.log")
         latency = _latency(
             latency_settings, market, latency_rate, 9192, workdir / "bench-latency-worker.log"
@@ -219,6 +209,7 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
         "records": expected,
         "raw_aiokafka_getmany_orjson_per_s": round(raw),
         "naive_faust_agent_decode_per_s": round(naive) if naive else None,
+        "naive_faust_agent_consumed": naive_consumed,
         "worker_end_to_end_per_s": round(worker),
         "worker_vs_raw": round(worker / raw, 3),
         "worker_vs_naive_faust": round(worker / naive, 2) if naive else None,

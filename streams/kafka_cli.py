@@ -1,7 +1,8 @@
 """The Kafka tool subcommands of ``policyloop``; streams/cli.py wires ``add_kafka_commands``.
 
 policyloop topics create [--partitions N]          create the contract topics (idempotent)
-policyloop produce FILE [--rate N] [--create-topics] publish a replay file to its topics
+policyloop produce FILE [--rate N] [--batch N] [--wall-clock] [--create-topics]
+                                                    publish a replay file to its topics
 policyloop dump --out DIR [--idle-ms MS]             output topics -> replay output layout
 
 Each takes ``--bootstrap-servers`` and ``--topic-prefix``, which override the environment
@@ -35,6 +36,19 @@ def add_kafka_commands(subparsers: Any) -> None:
     produce = subparsers.add_parser("produce", help="publish a replay file to Kafka")
     produce.add_argument("file")
     produce.add_argument("--rate", type=float, help="records a second (default: unthrottled)")
+    produce.add_argument(
+        "--batch",
+        type=int,
+        default=50_000,
+        help="records between submissions of every partition's open batch (default: 50000); "
+        "small values keep all partitions moving together, as a live feed would",
+    )
+    produce.add_argument(
+        "--wall-clock",
+        action="store_true",
+        help="stamp records with the broker's clock instead of the line's timestamp_ms (a "
+        "historical file stamped with its event time can fall to time-based retention)",
+    )
     produce.add_argument("--create-topics", action="store_true", help="create missing topics first")
     _connection_flags(produce)
     produce.set_defaults(func=_cmd_produce)
@@ -103,7 +117,13 @@ async def _produce(args: argparse.Namespace, settings: Settings) -> int:
     if args.create_topics:
         await create_topics(settings)
     try:
-        result = await produce_file(Path(args.file), settings, rate=args.rate)
+        result = await produce_file(
+            Path(args.file),
+            settings,
+            batch=args.batch,
+            rate=args.rate,
+            wall_clock=args.wall_clock,
+        )
     except MissingTopicsError as exc:
         print(f"policyloop produce: {exc}", file=sys.stderr)
         return 2

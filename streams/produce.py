@@ -7,8 +7,9 @@ Every line that is a Kafka record goes to ``settings.topic(line.topic)`` with
   then the one of the contract key taken from the value (symbol, strategy_id, scope's
   strategy_id or ``*``), so the records of one contract key keep their order either way;
 - partition: murmur2 of the key, as the Java client and aiokafka's default partitioner do;
-- timestamp: the line's ``timestamp_ms`` (CreateTime), the broker's clock when null; a value
-  Kafka cannot carry (negative or over 2**63 - 1) is dropped and counted.
+- timestamp: the line's ``timestamp_ms`` (CreateTime), the broker's clock when null or with
+  ``wall_clock``; a value Kafka cannot carry (negative or over 2**63 - 1) is dropped and
+  counted.
 A line that cannot become a Kafka record (not JSON, not an object, no topic or value, key or
 timestamp of the wrong type, unknown topic) is not sent to an input topic: its dead letter is
 published to ``dead_letters``, built by ``streams.adapter.decode_line`` and
@@ -135,9 +136,10 @@ def replay_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 class _LineConverter:
     """Turns numbered replay lines into Kafka records, dead letters included."""
 
-    def __init__(self) -> None:
+    def __init__(self, wall_clock: bool = False) -> None:
         self.rejecter = Pipeline()
         self.timestamps_dropped = 0
+        self.wall_clock = wall_clock
 
     def convert(self, number: int, line: bytes) -> KafkaRecord:
         """(contract topic, key, value, timestamp_ms, partition key) of a line."""
@@ -158,7 +160,7 @@ class _LineConverter:
         if key is None:
             derived = contract_key(parsed.topic, parsed.value)
             part_key = derived.encode("utf-8") if derived is not None else None
-        ts = parsed.timestamp_ms
+        ts = None if self.wall_clock else parsed.timestamp_ms
         if ts is not None and not 0 <= ts <= MAX_TIMESTAMP_MS:
             ts = None
             self.timestamps_dropped += 1
@@ -224,12 +226,14 @@ async def produce_file(
     *,
     batch: int = 50_000,
     rate: float | None = None,
+    wall_clock: bool = False,
 ) -> ProduceResult:
     """Publish the replay file ``path`` to its (prefixed) topics; see the module docs.
 
     ``batch``: records between delivery checkpoints (open batches are submitted and the
     previous checkpoint's deliveries awaited). ``rate``: records a second, None = as fast as
-    possible. Raises MissingTopicsError when a topic does not exist (the broker would
+    possible. ``wall_clock``: leave every timestamp to the client's clock. Raises
+    MissingTopicsError when a topic does not exist (the broker would
     auto-create it with the wrong partitions).
     """
     targets = {name: settings.topic(name) for name in (*INPUT_TOPICS, DEAD_LETTERS)}
@@ -250,7 +254,7 @@ async def produce_file(
     await producer.start()
     try:
         batches = _PartitionBatches(producer, {t: len(p) for t, p in partitions.items()})
-        return await _produce(path, targets, batches, batch, rate)
+        return await _produce(path, targets, batches, batch, rate, _LineConverter(wall_clock))
     finally:
         await producer.stop()
 
@@ -261,8 +265,8 @@ async def _produce(
     batches: _PartitionBatches,
     batch: int,
     rate: float | None,
+    converter: _LineConverter,
 ) -> ProduceResult:
-    converter = _LineConverter()
     convert, append, slot_of = converter.convert, batches.append, batches.slot
     sent = dict.fromkeys(targets, 0)
     started = time.perf_counter()

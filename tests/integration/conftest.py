@@ -3,13 +3,15 @@
 ``kafka_settings`` (session): Settings from the environment (default 127.0.0.1:9092) after
 checking that the broker answers; the tests FAIL, never skip, when it does not.
 ``topic_prefix`` (function): a unique ``test-<uuid>-`` prefix; every topic under it is
-deleted after the test (other developers share the broker: only our own topics go).
+deleted after the test (other developers share the broker: only our own topics go), unless
+POLICYLOOP_TEST_KEEP_TOPICS=1 (to inspect what a failed test left in them).
 ``kafka`` (function): ``kafka_settings`` with that prefix.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -65,7 +67,8 @@ async def topic_prefix(kafka_settings: Settings) -> AsyncIterator[str]:
     """A unique topic prefix for one test; its topics are deleted afterwards."""
     prefix = f"test-{uuid.uuid4().hex}-"
     yield prefix
-    await delete_prefixed_topics(kafka_settings, prefix)
+    if os.environ.get("POLICYLOOP_TEST_KEEP_TOPICS") != "1":  # kept: to inspect a failure
+        await delete_prefixed_topics(kafka_settings, prefix)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -213,6 +214,15 @@ async def test_produce_edge_cases(kafka: Settings, tmp_path: Path) -> None:
         await producer.stop()
     letter = orjson.loads(flat[kafka.topic(DEAD_LETTERS)][2] or b"")
     assert letter["error"]["type"] == "too_large"
+
+    # --wall-clock: the line's timestamp_ms (7) gives way to the current time
+    path.write_bytes(orjson.dumps(lines[1]) + b"\n")
+    before_ms = time.time() * 1000
+    result = await produce_file(path, kafka, wall_clock=True)
+    assert (result.records, result.timestamps_dropped) == (1, 0)
+    again = await consume_all(kafka, [kafka.topic("stand_down")], 2)
+    stamps = sorted(ts for records in again.values() for _, _, ts in records)
+    assert stamps[0] == 7 and stamps[1] >= before_ms - 60_000
     assert (letter["source_topic"], letter["key"], letter["raw_truncated"]) == (
         "fills",
         "ABC",

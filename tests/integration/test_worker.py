@@ -33,8 +33,8 @@ def _market(tmp_path: Path, days: int = 2, symbols: int = 6, seed: int = 5) -> P
     return path
 
 
-def _produce(kafka: Settings, market: Path) -> int:
-    text = cli(kafka, "produce", str(market), "--create-topics")
+def _produce(kafka: Settings, market: Path, *flags: str) -> int:
+    text = cli(kafka, "produce", str(market), "--create-topics", *flags)
     match = re.search(r"produced (\d+) records", text)
     assert match, text
     return int(match.group(1))
@@ -89,10 +89,12 @@ def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_p
     both groups) and finishes with exactly replay's output."""
     market = _market(tmp_path, days=4, symbols=8)
     cli(kafka, "topics", "create")
-    # The input is loaded in bulk while the workers run: let the watermark wait for up to
-    # 4 days of event-time skew between partitions (outputs stay the same, only later), and
-    # flush only after 10 idle seconds, since a flush while the loader pauses between its
-    # batches would release the buffer early (live semantics, not replay's: see README).
+    # The input is loaded while the workers run, as a live feed: every partition's records
+    # are sent every 1000 lines (else a quiet partition's first records could wait in the
+    # loader until the watermark, moved by the others, had passed them: late records, live
+    # semantics rather than replay's, see README). The watermark waits for up to 4 days of
+    # event-time skew between partitions (outputs stay the same, only later), and the
+    # buffer is flushed only after 10 idle seconds, never while the loader pauses.
     bulk = {"POLICYLOOP_WATERMARK_LATENESS_MS": str(4 * 86_400_000)}
     flags = ("--idle-flush", "10", "--checkpoint-interval", "0.5", "--max-records", "300")
     a = Worker(kafka, tmp_path, "a", *flags, **bulk)
@@ -106,7 +108,7 @@ def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_p
             return min(held) > 0 and sum(held) == total
 
         wait_until(both_hold_partitions, 120, "both workers to share the partitions", logs)
-        records = _produce(kafka, market)
+        records = _produce(kafka, market, "--batch", "1000")
         wait_until(
             lambda: any(w.metrics().get("policyloop_pipeline_active") == 1 for w in (a, b)),
             60,
@@ -126,7 +128,10 @@ def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_p
             "the remaining worker to settle",
             logs,
         )
-        assert standby.metrics().get("policyloop_recoveries_total", 0) >= 1
+        final = standby.metrics()
+        assert final.get("policyloop_recoveries_total", 0) >= 1
+        late = {k: v for k, v in final.items() if k.startswith("policyloop_late_events_total")}
+        assert not any(late.values()), f"records behind the watermark: {late}"
     finally:
         a.stop()
         b.stop()
