@@ -35,6 +35,11 @@ def encode_state(state: dict[str, Any]) -> bytes:
     return zlib.compress(orjson.dumps(state), 3)
 
 
+def decode_state(blob: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = orjson.loads(zlib.decompress(blob))
+    return state
+
+
 async def write_checkpoint(
     producer: AIOKafkaProducer,
     topic: str,
@@ -95,5 +100,5 @@ async def read_checkpoint(settings: Settings, topic: str) -> tuple[Checkpoint | 
     blob = b"".join(part for part in parts if part is not None)
     if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
         raise RuntimeError(f"checkpoint generation {generation} fails its checksum")
-    state = orjson.loads(zlib.decompress(blob))
+    state = decode_state(blob)
     return Checkpoint(generation, int(manifest["next_offset"]), state), int(manifest["chunks"])
