@@ -9,6 +9,7 @@ to the last one), then exits.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -37,14 +38,16 @@ def main() -> None:
     topic = app.topic(*names, value_serializer="raw", key_serializer="raw")
     state: dict[str, Any] = {"count": 0, "started": None, "last": None, "done": False}
 
-    async def report() -> None:
+    def report() -> None:
         if state["done"]:
             return
         state["done"] = True
         elapsed = state["last"] - state["started"]
         rate = state["count"] / elapsed if elapsed > 0 else 0.0
         print(f"naive_faust_records_per_s={rate:.0f} consumed={state['count']}", flush=True)
-        await app.stop()
+        # not app.stop(): called from the agent, it waits for the agent's own in-flight
+        # event to be acknowledged, which never happens (the process hangs)
+        os._exit(0)
 
     @app.agent(topic)
     async def naive(stream: Any) -> None:
@@ -61,16 +64,18 @@ def main() -> None:
             state["count"] += 1
             state["last"] = time.perf_counter()
             if state["count"] >= expected:
-                await report()
+                report()
                 return
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def idle_check() -> None:
         last = state["last"]
         if last is not None and time.perf_counter() - last > IDLE_S:
-            await report()
+            report()
 
-    faust.Worker(app, loglevel="error", quiet=True).execute_from_commandline()
+    faust.Worker(
+        app, loglevel="error", quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from models.codec import encode
+from models.common import to_ms
 from processors.base import Output
 from processors.pipeline import Pipeline, PipelineConfig
 from streams.adapter import Rejected, decode_record
@@ -111,14 +112,16 @@ class Runner:
             )
             return out + self._advance()
         out = pipeline.handle(decoded)
-        self.sources.saw_event(frame.topic, frame.partition, _event_ms(decoded.value))
-        return out + self._advance()
+        self.sources.saw_event(frame.topic, frame.partition, to_ms(decoded.value.event_time))
+        advanced = self._advance()
+        return out + advanced if advanced else out
 
     def _advance(self) -> list[Output]:
         frontier = self.sources.event_time_frontier()
-        if frontier == NO_TIME:
+        watermark = frontier - self.options.allowed_lateness_ms
+        if frontier == NO_TIME or watermark <= self.pipeline.watermark_ms:
             return []
-        return self.pipeline.advance(frontier - self.options.allowed_lateness_ms)
+        return self.pipeline.advance(watermark)
 
     # -- state --------------------------------------------------------------------------
 
@@ -132,7 +135,7 @@ class Runner:
             self.pipeline.restore(checkpoint.state["pipeline"])
             known = Sources()
             known.restore(checkpoint.state["sources"])
-            self.sources.progress.update(known.progress)
+            self.sources.add_known(known)
         self.next_offset = checkpoint.next_offset if checkpoint else 0
 
     # -- the loop -------------------------------------------------------------------------
@@ -281,12 +284,6 @@ class Runner:
             await producer.send(self.tp.topic, flush_frame(), partition=0)
         self.flush_requested = True
         self.stats.idle_flushes_total.inc()
-
-
-def _event_ms(value: Any) -> int:
-    from processors.base import ms
-
-    return ms(value.event_time)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -25,30 +25,48 @@ class Sources:
         for topic, ids in (partitions or {}).items():
             for partition in ids:
                 self.progress[(topic, partition)] = SourceProgress()
+        # event_time_frontier(), cached: every record would otherwise scan all partitions.
+        # None = recompute; a change that may move it clears it.
+        self._frontier: int | None = None
+
+    def add_known(self, known: Sources) -> None:
+        """Take over the progress of ``known`` (a restored checkpoint's) for its partitions."""
+        self.progress.update(known.progress)
+        self._frontier = None
 
     def take(self, topic: str, partition: int, offset: int) -> bool:
         """True if this record is new (not a re-append); records it as taken."""
         slot = self.progress.get((topic, partition))
         if slot is None:
             slot = self.progress[(topic, partition)] = SourceProgress()
+            self._frontier = None
         if offset < slot.next_offset:
             return False
         slot.next_offset = offset + 1
-        slot.caught_up = False
+        if slot.caught_up:
+            slot.caught_up = False
+            self._frontier = None
         return True
 
     def saw_event(self, topic: str, partition: int, event_ms: int) -> None:
         slot = self.progress[(topic, partition)]
-        if event_ms > slot.max_event_ms:
+        previous = slot.max_event_ms
+        if event_ms > previous:
             slot.max_event_ms = event_ms
+            cached = self._frontier
+            # raising a partition above the minimum leaves the minimum where it was
+            if cached is not None and (previous <= cached or slot.caught_up):
+                self._frontier = None
 
     def marker(self, topic: str, partition: int, position: int, end: int) -> None:
         slot = self.progress.get((topic, partition))
         if slot is None:
             slot = self.progress[(topic, partition)] = SourceProgress()
+            self._frontier = None
         # a marker from before the records already taken says nothing new
-        if position >= slot.next_offset:
+        if position >= slot.next_offset and slot.caught_up != (position >= end):
             slot.caught_up = position >= end
+            self._frontier = None
 
     def all_caught_up(self) -> bool:
         return all(slot.caught_up for slot in self.progress.values())
@@ -56,11 +74,16 @@ class Sources:
     def event_time_frontier(self) -> int:
         """The largest event time up to which every partition has delivered: the minimum of
         the partitions that may still deliver, or the maximum of all when none may."""
+        if self._frontier is not None:
+            return self._frontier
         pending = [s.max_event_ms for s in self.progress.values() if not s.caught_up]
         if pending:
-            return min(pending)
-        seen = [s.max_event_ms for s in self.progress.values()]
-        return max(seen) if seen else NO_TIME
+            frontier = min(pending)
+        else:
+            seen = [s.max_event_ms for s in self.progress.values()]
+            frontier = max(seen) if seen else NO_TIME
+        self._frontier = frontier
+        return frontier
 
     def snapshot(self) -> list[list[Any]]:
         return [
@@ -72,3 +95,4 @@ class Sources:
         self.progress = {
             (str(t), int(p)): SourceProgress(int(o), int(m), bool(c)) for t, p, o, m, c in state
         }
+        self._frontier = None
