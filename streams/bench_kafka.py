@@ -3,7 +3,8 @@
 - raw: aiokafka ``getmany`` + orjson over the input topics (the ceiling of any consumer);
 - naive: a one-event-at-a-time Faust agent that only decodes (streams/bench_faust_naive.py);
 - worker: ``policyloop worker`` end to end (sequencer + pipeline + transactional outputs),
-  timed from its first processed record to all processed;
+  timed from its first processed record to all processed; once as one process, once as
+  two (``--role sequencer`` and ``--role pipeline``, one core each);
 - latency: input records produced at a fixed rate while the worker runs; the p99 of the
   ``policyloop_processing_latency_seconds`` histogram (record timestamp to the commit of the
   transaction holding the outputs it released).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -104,17 +106,27 @@ def _p99(samples: dict[str, float]) -> float | None:
     return None
 
 
-def _start_worker(settings: Settings, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_worker(
+    settings: Settings, port: int, log: Path, role: str = "all"
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "worker", "--idle-flush", "2"],
+        [sys.executable, "-m", "streams.cli", "worker", "--idle-flush", "2", "--role", role],
         env=_env(settings, POLICYLOOP_METRICS_PORT=str(port)),
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
 
 
-def _worker_rate(settings: Settings, expected: int, port: int, log: Path) -> float:
-    process = _start_worker(settings, port, log)
+def _worker_rate(
+    settings: Settings, expected: int, port: int, log: Path, split: bool = False
+) -> float:
+    """Records a second from the first processed record to the last. ``split``: the two
+    stages in two processes (``--role sequencer`` and ``--role pipeline``), one per core."""
+    roles = ("pipeline", "sequencer") if split else ("all",)
+    processes = [
+        _start_worker(settings, port + i, log.with_suffix(f".{role}.log"), role)
+        for i, role in enumerate(roles)
+    ]
     first: float | None = None
     try:
         deadline = time.monotonic() + 900
@@ -128,8 +140,10 @@ def _worker_rate(settings: Settings, expected: int, port: int, log: Path) -> flo
             time.sleep(0.05)
         raise TimeoutError(f"worker did not finish; see {log}")
     finally:
-        process.terminate()
-        process.wait(timeout=60)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
 
 
 def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path) -> Any:
@@ -155,11 +169,9 @@ def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path
 
 def _naive_figures(output: str) -> tuple[float | None, int | None]:
     """(records a second, records consumed) from bench_faust_naive's output line."""
-    for line in output.splitlines():
-        if line.startswith("naive_faust_records_per_s="):
-            fields = dict(part.split("=", 1) for part in line.split())
-            return float(fields["naive_faust_records_per_s"]), int(fields["consumed"])
-    return None, None
+    # the line may follow the terminal escapes of Faust's spinner
+    found = re.search(r"naive_faust_records_per_s=(\d+) consumed=(\d+)", output)
+    return (float(found.group(1)), int(found.group(2))) if found else (None, None)
 
 
 async def _delete(settings: Settings) -> None:
@@ -181,6 +193,9 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
     latency_settings = base.with_overrides(
         topic_prefix=f"bench-{run}-lat-", consumer_group=f"bench-{run}-lat"
     )
+    split_settings = base.with_overrides(
+        topic_prefix=f"bench-{run}-split-", consumer_group=f"bench-{run}-split"
+    )
     try:
         asyncio.run(create_topics(settings))
         # stamped with wall time: records stamped with their (months old) event time would
@@ -199,12 +214,18 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
         ).stdout
         naive, naive_consumed = _naive_figures(naive_out)
         worker = _worker_rate(settings, expected, 9191, workdir / "bench-worker.log")
+        asyncio.run(create_topics(split_settings))
+        asyncio.run(produce_file(market, split_settings, wall_clock=True))
+        split = _worker_rate(
+            split_settings, expected, 9193, workdir / "bench-worker-split.log", split=True
+        )
         latency = _latency(
             latency_settings, market, latency_rate, 9192, workdir / "bench-latency-worker.log"
         )
     finally:
         asyncio.run(_delete(settings))
         asyncio.run(_delete(latency_settings))
+        asyncio.run(_delete(split_settings))
     return {
         "records": expected,
         "raw_aiokafka_getmany_orjson_per_s": round(raw),
@@ -213,5 +234,7 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 10_000.0) -> 
         "worker_end_to_end_per_s": round(worker),
         "worker_vs_raw": round(worker / raw, 3),
         "worker_vs_naive_faust": round(worker / naive, 2) if naive else None,
+        "worker_two_processes_per_s": round(split),
+        "worker_two_processes_vs_raw": round(split / raw, 3),
         "latency": latency,
     }
