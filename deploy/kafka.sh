@@ -182,7 +182,12 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
-log.retention.hours=168
+# No time-based retention: replay files are loaded with their event times as record
+# timestamps (months old), which a 7-day retention deletes at its next check, seconds after
+# the load. Disk is bounded by size instead (per partition). On a shared cluster with time
+# retention, load historical files with: policyloop produce --wall-clock
+log.retention.ms=-1
+log.retention.bytes=1073741824
 log.retention.check.interval.ms=300000
 EOF
     mv "${tmp}" "${SERVER_PROPS}"
