@@ -33,13 +33,13 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from models.codec import DecodeError, encode
 from models.topics import ALL_STRATEGIES_KEY, DEAD_LETTERS, INPUT_TOPICS, PLANS, STAND_DOWN
 from processors.base import Output
 from processors.pipeline import Pipeline
 from streams.adapter import Rejected, decode_line, record_value_bytes
+from streams.kafka_batches import PartitionBatches
 from streams.kafka_topics import topic_partitions
 from streams.settings import Settings
 
@@ -174,52 +174,6 @@ class _LineConverter:
         return DEAD_LETTERS, letter_key, encode(letter.value), None, letter_key
 
 
-class _PartitionBatches:
-    """Per-(topic, partition) batch builders over one producer; keeps delivery futures."""
-
-    def __init__(self, producer: AIOKafkaProducer, partitions: dict[str, int]) -> None:
-        self.producer = producer
-        self.open: dict[tuple[str, int], Any] = {}
-        self.partitions = partitions
-        self.slots: dict[tuple[str, bytes | None], tuple[str, int]] = {}
-        self.pending: list[Awaitable[Any]] = []
-
-    def slot(self, topic: str, key: bytes | None) -> tuple[str, int]:
-        """(topic, partition) of a key: murmur2, as the Java client and aiokafka partition."""
-        found = self.slots.get((topic, key))
-        if found is None:
-            hashed = murmur2(key) if key is not None else 0
-            found = self.slots[(topic, key)] = (
-                topic,
-                (hashed & 0x7FFFFFFF) % self.partitions[topic],
-            )
-        return found
-
-    def append(
-        self, slot: tuple[str, int], key: bytes | None, value: bytes, ts: int | None
-    ) -> bool:
-        """Append to the slot's open batch; False when that batch is full (submit, retry)."""
-        builder = self.open.get(slot)
-        if builder is None:
-            builder = self.open[slot] = self.producer.create_batch()
-        return builder.append(timestamp=ts, key=key, value=value) is not None
-
-    async def submit(self, slot: tuple[str, int]) -> None:
-        builder = self.open.pop(slot)
-        builder.close()  # a closed batch does not linger
-        future = await self.producer.send_batch(builder, slot[0], partition=slot[1])
-        self.pending.append(future)
-
-    async def submit_all(self) -> None:
-        for slot in list(self.open):
-            await self.submit(slot)
-
-    async def delivered(self) -> None:
-        """Wait for every submitted batch; raises the first delivery error."""
-        pending, self.pending = self.pending, []
-        await asyncio.gather(*pending)
-
-
 async def produce_file(
     path: Path,
     settings: Settings,
@@ -253,7 +207,7 @@ async def produce_file(
     )
     await producer.start()
     try:
-        batches = _PartitionBatches(producer, {t: len(p) for t, p in partitions.items()})
+        batches = PartitionBatches(producer, {t: len(p) for t, p in partitions.items()})
         return await _produce(path, targets, batches, batch, rate, _LineConverter(wall_clock))
     finally:
         await producer.stop()
@@ -262,12 +216,12 @@ async def produce_file(
 async def _produce(
     path: Path,
     targets: dict[str, str],
-    batches: _PartitionBatches,
+    batches: PartitionBatches,
     batch: int,
     rate: float | None,
     converter: _LineConverter,
 ) -> ProduceResult:
-    convert, append, slot_of = converter.convert, batches.append, batches.slot
+    convert, add, slot_of = converter.convert, batches.add, batches.slot
     sent = dict.fromkeys(targets, 0)
     started = time.perf_counter()
     step = max(1, int(rate / 200)) if rate else batch  # pace in ~5 ms steps
@@ -276,9 +230,7 @@ async def _produce(
     for lines, line in replay_lines(path):
         topic, key, value, ts, part_key = convert(lines, line)
         slot = slot_of(targets[topic], part_key)
-        if not append(slot, key, value, ts):
-            await batches.submit(slot)
-            append(slot, key, value, ts)
+        await add(slot, key, value, ts)
         sent[topic] += 1
         count += 1
         if count < next_check:

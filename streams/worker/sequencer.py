@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from models.topics import INPUT_TOPICS
+from streams.kafka_batches import PartitionBatches
 from streams.settings import Settings
 from streams.worker.framing import progress_frame, record_frame
 from streams.worker.stats import WorkerStats
@@ -69,7 +70,8 @@ class Sequencer:
     async def _step(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
         batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
         unprefixed = self.settings.unprefixed
-        log = _LogAppender(producer, self.sequenced_topic)
+        log = PartitionBatches(producer, {self.sequenced_topic: 1})
+        slot = (self.sequenced_topic, 0)
         forwarded = 0
         for tp, records in batches.items():
             name = unprefixed(tp.topic) or tp.topic
@@ -82,7 +84,7 @@ class Sequencer:
                     record.timestamp,
                     record.value,
                 )
-                await log.append(frame)
+                await log.add(slot, None, frame, None)
             forwarded += len(records)
         assignment = consumer.assignment()
         self.stats.sequencer_partitions.set(len(assignment))
@@ -96,40 +98,13 @@ class Sequencer:
             name = unprefixed(tp.topic) or tp.topic
             if self._reported.get(tp) != (position, end):
                 self._reported[tp] = (position, end)
-                await log.append(progress_frame(name, tp.partition, position, end))
+                frame = progress_frame(name, tp.partition, position, end)
+                await log.add(slot, None, frame, None)
             lag[name] = lag.get(name, 0) + max(end - position, 0)
         for name, behind in lag.items():
             self.stats.consumer_lag.labels(topic=name).set(behind)
+        await log.submit_all()
         await log.delivered()
         if forwarded:
             await consumer.commit()
             self.stats.sequenced_total.inc(forwarded)
-
-
-class _LogAppender:
-    """Appends frames to the sequenced log's one partition in record batches (aiokafka's
-    batch API: far cheaper than a ``send`` and a future per record). Batches go out in order
-    over the idempotent producer, so the log keeps the order of ``append`` calls."""
-
-    def __init__(self, producer: AIOKafkaProducer, topic: str) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.builder = producer.create_batch()
-        self.pending: list[asyncio.Future[object]] = []
-
-    async def append(self, frame: bytes) -> None:
-        if self.builder.append(key=None, value=frame, timestamp=None) is None:
-            await self._submit()
-            self.builder.append(key=None, value=frame, timestamp=None)
-
-    async def _submit(self) -> None:
-        builder, self.builder = self.builder, self.producer.create_batch()
-        builder.close()
-        self.pending.append(await self.producer.send_batch(builder, self.topic, partition=0))
-
-    async def delivered(self) -> None:
-        """Send what is left and wait until every batch is acknowledged."""
-        if self.builder.record_count():
-            await self._submit()
-        if self.pending:
-            await asyncio.gather(*self.pending)
