@@ -36,19 +36,19 @@ from models.inputs import (
 )
 from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, DeadLetterError, PerformanceRow
 from models.topics import DEAD_LETTERS
-from processors import metric_names as mn
-from processors.alert_router import AlertRouter, AlertRouterConfig
-from processors.base import DAY_MS, EMPTY, AlertSignal, Emitted, Envelope, MetricSample, Output
-from processors.concept_drift import ConceptDrift, ConceptDriftConfig
-from processors.covariate_drift import CovariateDrift, CovariateDriftConfig
-from processors.dedup import DedupConfig, EventIdDedup
-from processors.emergency_exit_audit import EmergencyExitAudit
-from processors.performance import PerformanceConfig, PerformanceTables
-from processors.performance_drift import PerformanceDrift, PerformanceDriftConfig
-from processors.policy_loop import LoopContext, PolicyLoop, PolicyLoopConfig
-from processors.reorder import TOPIC_RANK, ReorderBuffer
-from processors.replan_guard import ReplanGuard, ReplanGuardConfig
-from processors.stand_down_book import StandDownBook, StandDownConfig
+from processors.audit.emergency_exits import EmergencyExitAudit
+from processors.audit.replan_guard import ReplanGuard, ReplanGuardConfig
+from processors.audit.stand_down_book import StandDownBook, StandDownConfig
+from processors.core import metric_names as mn
+from processors.core.alert_router import AlertRouter, AlertRouterConfig
+from processors.core.base import DAY_MS, EMPTY, AlertSignal, Emitted, Envelope, MetricSample, Output
+from processors.core.dedup import DedupConfig, EventIdDedup
+from processors.core.reorder import TOPIC_RANK, ReorderBuffer
+from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
+from processors.drift.covariate_drift import CovariateDrift, CovariateDriftConfig
+from processors.drift.performance_drift import PerformanceDrift, PerformanceDriftConfig
+from processors.performance.tables import PerformanceConfig, PerformanceTables
+from processors.policy.loop import LoopContext, PolicyLoop, PolicyLoopConfig
 
 NO_WATERMARK = -(2**62)
 END_OF_TIME = 2**62

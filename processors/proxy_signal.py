@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from processors.base import MetricSample
+from processors.core.base import MetricSample
 
 STATE_VERSION = 1
 

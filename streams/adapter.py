@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from models.codec import DecodeError, decode_json, decode_obj
 from models.topics import INPUT_TOPICS
-from processors.base import Envelope
+from processors.core.base import Envelope
 
 UNKNOWN_TOPIC = "unknown"
 

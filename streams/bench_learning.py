@@ -44,10 +44,10 @@ from models.inputs import DecisionRecord
 from models.outputs import PolicyUpdate
 from models.policy import EngineParams, PolicyConfig, combo_key
 from models.taxonomy import Promotion
-from processors.base import DAY_MS, Envelope
-from processors.policy_archive import iso
-from processors.policy_loop import PolicyLoop, PolicyLoopConfig
-from processors.policy_replay import DecisionTape, FloatArray, replay_policy
+from processors.core.base import DAY_MS, Envelope
+from processors.policy.archive import iso
+from processors.policy.loop import PolicyLoop, PolicyLoopConfig
+from processors.policy.replay import DecisionTape, FloatArray, replay_policy
 from streams.adapter import decode_line
 from streams.simulator import GroundTruth, SimulationConfig, simulate, truth_path
 

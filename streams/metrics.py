@@ -1,7 +1,7 @@
 """Prometheus exposition of the pipeline's metrics through an injected registry.
 
 No module-global metrics: a ``PipelineCollector`` reads the pipeline's samples at scrape time
-and reports them under the names of processors/metric_names.py. Drivers add their own
+and reports them under the names of processors/core/metric_names.py. Drivers add their own
 operational metrics (consumer lag, latency) to the same registry.
 """
 
@@ -13,8 +13,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from processors.base import MetricSample
-from processors.metric_names import CATALOGUE, MetricSpec
+from processors.core.base import MetricSample
+from processors.core.metric_names import CATALOGUE, MetricSpec
 
 
 class PipelineCollector(Collector):

@@ -18,7 +18,7 @@ import orjson
 from models.codec import encode, encode_obj
 from models.outputs import FeedbackSummary, PerformanceRow, PolicyCandidate
 from models.topics import OUTPUT_FILES, PERFORMANCE
-from processors.base import Output
+from processors.core.base import Output
 
 STREAM_FILES: tuple[str, ...] = (*OUTPUT_FILES, PERFORMANCE)
 

@@ -29,7 +29,7 @@ import orjson
 from models.codec import encode
 from models.common import format_utc
 from models.outputs import FeedbackSummary, PolicyCandidate, PolicyUpdate
-from processors.policy_archive import ArchiveEntry, PolicyArchive, iso, parse_iso
+from processors.policy.archive import ArchiveEntry, PolicyArchive, iso, parse_iso
 
 DEFAULT_ARCHIVE = "policy-archive.json"
 

@@ -36,7 +36,7 @@ from aiokafka import AIOKafkaProducer
 
 from models.codec import DecodeError, encode
 from models.topics import ALL_STRATEGIES_KEY, DEAD_LETTERS, INPUT_TOPICS, PLANS, STAND_DOWN
-from processors.base import Output
+from processors.core.base import Output
 from processors.pipeline import Pipeline
 from streams.adapter import Rejected, decode_line, record_value_bytes
 from streams.kafka_batches import PartitionBatches

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from models.topics import INPUT_TOPICS
-from processors.base import Envelope
+from processors.core.base import Envelope
 from processors.pipeline import Pipeline, PipelineConfig
 from streams.adapter import Rejected, decode_line
 from streams.metrics import exposition, pipeline_registry

@@ -30,7 +30,7 @@ from aiokafka.structs import OffsetAndMetadata
 
 from models.codec import encode
 from models.common import to_ms
-from processors.base import Output
+from processors.core.base import Output
 from processors.pipeline import Pipeline, PipelineConfig
 from streams.adapter import Rejected, decode_record
 from streams.settings import Settings

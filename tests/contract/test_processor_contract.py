@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from models.codec import encode
-from processors.base import Envelope, Output, ms
+from processors.core.base import Envelope, Output, ms
 from processors.pipeline import Pipeline
 from streams.adapter import Rejected, decode_line
 from streams.simulator import SimulationConfig, simulate

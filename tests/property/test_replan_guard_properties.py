@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from models.inputs import PlanEvent
 from models.outputs import ReplanVerdict
 from models.taxonomy import ReplanDecision
-from processors.plan_fingerprint import fingerprint
-from processors.replan_guard import ReplanGuard
+from processors.audit.plan_fingerprint import fingerprint
+from processors.audit.replan_guard import ReplanGuard
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 SETTINGS = settings(max_examples=100, deadline=None)

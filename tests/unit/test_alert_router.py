@@ -12,9 +12,9 @@ import orjson
 
 from models.outputs import Alert, AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors import metric_names as mn
-from processors.alert_router import RECOMMENDED_ACTIONS, AlertRouter, AlertRouterConfig
-from processors.base import HOUR_MS, AlertSignal, Output, ms
+from processors.core import metric_names as mn
+from processors.core.alert_router import RECOMMENDED_ACTIONS, AlertRouter, AlertRouterConfig
+from processors.core.base import HOUR_MS, AlertSignal, Output, ms
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 

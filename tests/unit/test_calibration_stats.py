@@ -9,7 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
-from processors.calibration_stats import (
+from processors.drift.calibration_stats import (
     RollingCalibration,
     bootstrap_null,
     decompose,

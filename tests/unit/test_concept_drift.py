@@ -11,10 +11,10 @@ import pytest
 
 from models.inputs import DecisionRecord, Outcome
 from models.taxonomy import AlertKind, Mode
-from processors.base import HOUR_MS, AlertSignal, ms
-from processors.calibration_stats import decompose
-from processors.concept_drift import ConceptDrift, ConceptDriftConfig
-from processors.truth import TruthConfig
+from processors.core.base import HOUR_MS, AlertSignal, ms
+from processors.drift.calibration_stats import decompose
+from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
+from processors.drift.truth import TruthConfig
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BAR = timedelta(minutes=15)

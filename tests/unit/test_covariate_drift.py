@@ -11,8 +11,8 @@ import pytest
 
 from models.inputs import DecisionRecord
 from models.taxonomy import AlertKind, Mode
-from processors.base import AlertSignal
-from processors.covariate_drift import (
+from processors.core.base import AlertSignal
+from processors.drift.covariate_drift import (
     CovariateDrift,
     CovariateDriftConfig,
     ks_p_value,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import orjson
 
 from models.inputs import StandDownEvent
-from processors.base import DAY_MS, Envelope
-from processors.dedup import DedupConfig, EventIdDedup
-from processors.reorder import ReorderBuffer
+from processors.core.base import DAY_MS, Envelope
+from processors.core.dedup import DedupConfig, EventIdDedup
+from processors.core.reorder import ReorderBuffer
 
 
 def test_first_one_wins_per_topic() -> None:

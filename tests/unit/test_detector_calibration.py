@@ -27,10 +27,10 @@ import numpy.typing as npt
 
 from models.inputs import DecisionRecord, Outcome
 from models.taxonomy import AlertKind, Mode
-from processors.concept_drift import ConceptDrift
-from processors.covariate_drift import CovariateDrift
-from processors.performance_drift import PerformanceDrift
-from processors.trades import RoundTrip
+from processors.drift.concept_drift import ConceptDrift
+from processors.drift.covariate_drift import CovariateDrift
+from processors.drift.performance_drift import PerformanceDrift
+from processors.performance.trades import RoundTrip
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 FloatArray = npt.NDArray[np.float64]

@@ -11,12 +11,12 @@ import pytest
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors.base import AlertSignal
-from processors.emergency_exit_audit import (
+from processors.audit.emergency_exits import (
     EmergencyExitAudit,
     EmergencyExitConfig,
     rules_broken,
 )
+from processors.core.base import AlertSignal
 
 BAR = datetime(2024, 3, 4, 10, 15, tzinfo=UTC)
 EXECUTED = "emergency_exit_executed"

@@ -11,14 +11,14 @@ from builders import signal_paths
 
 from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import GateDecision
-from processors.evaluation_gate import (
+from processors.policy.gate import (
     EvaluationGateConfig,
     batch_sums,
     evaluate,
     rollback_check,
     same_policy,
 )
-from processors.policy_replay import DecisionTape, TapeRow
+from processors.policy.replay import DecisionTape, TapeRow
 
 T0_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 BAR_MS = 15 * 60 * 1000

@@ -8,7 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
-from processors.gate_stats import (
+from processors.policy.gate_stats import (
     MsprtConfig,
     block_bootstrap_test,
     brier,

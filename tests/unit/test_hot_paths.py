@@ -1,6 +1,6 @@
 """The replay hot path's fast implementations give exactly what the plain ones give.
 
-Each fast path (processors/policy_execute.py, tape_index.py, adwin.py, the ``EMPTY``
+Each fast path (processors/policy/execute.py, tape_index.py, adwin.py, the ``EMPTY``
 sentinel, ``models.common.to_ms``, the drawdown queue, the decision-time order's idle check)
 is checked against the straightforward computation it replaces, on random inputs, bit for bit.
 """
@@ -17,20 +17,20 @@ import pytest
 from models.common import EPOCH, to_ms
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
-from processors.adwin import ADWIN, update_adwin
-from processors.base import EMPTY, Emitted, ms
-from processors.label_order import DecisionTimeOrder
-from processors.loop_window import LoopWindow
-from processors.performance_window import DrawdownQueue
-from processors.policy_execute import (
+from processors.core.base import EMPTY, Emitted, ms
+from processors.drift.adwin import ADWIN, update_adwin
+from processors.drift.label_order import DecisionTimeOrder
+from processors.drift.truth import Label
+from processors.performance.window import DrawdownQueue
+from processors.policy.execute import (
     execute_many,
     execute_rows,
     execute_rows_lockstep,
     execute_rows_loop,
 )
-from processors.policy_replay import DecisionTape, TapeRow, replay_policies, replay_policy
-from processors.tape_index import key_order, unique_times
-from processors.truth import Label
+from processors.policy.loop_window import LoopWindow
+from processors.policy.replay import DecisionTape, TapeRow, replay_policies, replay_policy
+from processors.policy.tape_index import key_order, unique_times
 
 T0_MS = 1_709_542_800_000
 BAR_MS = 15 * 60 * 1000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from processors.multiple_testing import (
+from processors.drift.multiple_testing import (
     benjamini_hochberg,
     benjamini_hochberg_adjust,
     bonferroni_adjust,

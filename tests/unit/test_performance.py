@@ -13,9 +13,9 @@ from models.codec import encode
 from models.inputs import DecisionRecord, ExecutionEvent
 from models.outputs import PerformanceRow
 from models.taxonomy import GroupBy, PerfWindow
-from processors import metric_names as mn
-from processors.base import DAY_MS, HOUR_MS, MINUTE_MS, Output
-from processors.performance import ExpectedPerformance, PerformanceConfig, PerformanceTables
+from processors.core import metric_names as mn
+from processors.core.base import DAY_MS, HOUR_MS, MINUTE_MS, Output
+from processors.performance.tables import ExpectedPerformance, PerformanceConfig, PerformanceTables
 
 
 def ms_of(offset_ms: int) -> int:

@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from models.taxonomy import AlertKind
-from processors.base import AlertSignal
-from processors.performance_drift import PerformanceDrift, PerformanceDriftConfig
-from processors.trades import RoundTrip
+from processors.core.base import AlertSignal
+from processors.drift.performance_drift import PerformanceDrift, PerformanceDriftConfig
+from processors.performance.trades import RoundTrip
 
 T0_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 

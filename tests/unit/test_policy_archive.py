@@ -11,7 +11,7 @@ import pytest
 from models.common import to_ms
 from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import Promotion
-from processors.policy_archive import PolicyArchive
+from processors.policy.archive import PolicyArchive
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -16,8 +16,8 @@ from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import BlockEvent as B
 from models.taxonomy import Mode, StandDownSource
 from models.taxonomy import ReasonCode as R
-from processors.emergency_exit_audit import rules_broken
-from processors.policy_engine import EngineDecision, EngineInputs, decide, decision_record
+from processors.audit.emergency_exits import rules_broken
+from processors.policy.engine import EngineDecision, EngineInputs, decide, decision_record
 from processors.proxy_signal import MomentumZScore, MomentumZScoreConfig, proxy_p_hat
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)

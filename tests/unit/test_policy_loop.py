@@ -17,10 +17,10 @@ from models.inputs import DecisionRecord
 from models.outputs import Alert, AlertScope, FeedbackSummary, PolicyCandidate, PolicyUpdate
 from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import AlertKind, Promotion, Severity
-from processors import metric_names as mn
-from processors.base import AlertSignal, Output
-from processors.evaluation_gate import EvaluationGateConfig
-from processors.policy_loop import LoopContext, PolicyLoop, PolicyLoopConfig
+from processors.core import metric_names as mn
+from processors.core.base import AlertSignal, Output
+from processors.policy.gate import EvaluationGateConfig
+from processors.policy.loop import LoopContext, PolicyLoop, PolicyLoopConfig
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BAR = timedelta(minutes=15)

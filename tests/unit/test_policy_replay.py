@@ -11,8 +11,8 @@ import pytest
 from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import Mode
 from models.taxonomy import ReasonCode as R
-from processors.policy_engine import EngineInputs, decide, decision_record
-from processors.policy_replay import DecisionTape, TapeRow, replay_policy
+from processors.policy.engine import EngineInputs, decide, decision_record
+from processors.policy.replay import DecisionTape, TapeRow, replay_policy
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 T0_MS = 1_709_542_800_000

@@ -11,8 +11,8 @@ from builders import signal_paths
 
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
-from processors.loop_window import LoopWindow, LoopWindowConfig, WindowView
-from processors.proposer import ProposerConfig, propose
+from processors.policy.loop_window import LoopWindow, LoopWindowConfig, WindowView
+from processors.policy.proposer import ProposerConfig, propose
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 BAR = timedelta(minutes=15)

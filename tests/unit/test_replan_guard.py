@@ -11,16 +11,16 @@ import orjson
 from models.inputs import PlanEvent
 from models.outputs import ReplanVerdict
 from models.taxonomy import AlertKind, ReplanDecision, Severity
-from processors import metric_names as mn
-from processors.base import Emitted
-from processors.plan_fingerprint import (
+from processors.audit.plan_fingerprint import (
     canonical_scalar,
     empty_view,
     fingerprint,
     material_diff,
     material_view,
 )
-from processors.replan_guard import ReplanGuard, ReplanGuardConfig, clamp_paths
+from processors.audit.replan_guard import ReplanGuard, ReplanGuardConfig, clamp_paths
+from processors.core import metric_names as mn
+from processors.core.base import Emitted
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 

@@ -7,14 +7,14 @@ import pytest
 from builders import T0_MS, cancel, decision, fill
 
 from models.inputs import ExecutionEvent
-from processors.base import DAY_MS, HOUR_MS, MINUTE_MS
-from processors.round_trips import (
+from processors.core.base import DAY_MS, HOUR_MS, MINUTE_MS
+from processors.performance.round_trips import (
     UNKNOWN_REGIME,
     RoundTripBook,
     RoundTripBookConfig,
     decision_confidence,
 )
-from processors.trades import RoundTrip
+from processors.performance.trades import RoundTrip
 
 
 def run(book: RoundTripBook, fills: list[ExecutionEvent]) -> list[RoundTrip]:

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from models.codec import encode
 from models.topics import DEAD_LETTERS, OUTPUT_FILES, PERFORMANCE
-from processors.base import Output
+from processors.core.base import Output
 from streams.produce import _LineConverter, replay_lines
 from streams.replay import run_replay
 from streams.settings import Settings

@@ -10,9 +10,9 @@ import orjson
 from models.inputs import DecisionRecord, StandDownEvent
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors import metric_names as mn
-from processors.base import AlertSignal, MetricSample, ms
-from processors.stand_down_book import StandDownBook, StandDownConfig
+from processors.audit.stand_down_book import StandDownBook, StandDownConfig
+from processors.core import metric_names as mn
+from processors.core.base import AlertSignal, MetricSample, ms
 
 DAY = datetime(2024, 3, 4, tzinfo=UTC)
 

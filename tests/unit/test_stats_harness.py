@@ -11,9 +11,9 @@ import orjson
 
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
-from processors.loop_window import LoopWindow, LoopWindowConfig
-from processors.policy_replay import replay_policy
-from processors.stats_harness import StatsHarnessConfig, json_ready, run_stats
+from processors.policy.loop_window import LoopWindow, LoopWindowConfig
+from processors.policy.replay import replay_policy
+from processors.policy.stats_harness import StatsHarnessConfig, json_ready, run_stats
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T0_MS = 1_704_067_200_000

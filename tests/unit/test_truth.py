@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from models.inputs import DecisionRecord, Outcome
-from processors.base import HOUR_MS, ms
-from processors.truth import OUTCOME, PRICES, Label, TruthConfig, TruthJoin
+from processors.core.base import HOUR_MS, ms
+from processors.drift.truth import OUTCOME, PRICES, Label, TruthConfig, TruthJoin
 
 T0 = datetime(2024, 3, 1, 14, 0, tzinfo=UTC)
 BAR = timedelta(minutes=15)

@@ -36,8 +36,8 @@ from typing import Any
 
 from models.inputs import DecisionRecord, ExecutionEvent
 from models.taxonomy import FillKind, Side
-from processors.base import DAY_MS, ms
-from processors.trades import RoundTrip
+from processors.core.base import DAY_MS, ms
+from processors.performance.trades import RoundTrip
 
 UNKNOWN_REGIME = "unknown"
 STATE_VERSION = 1

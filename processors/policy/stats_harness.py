@@ -30,9 +30,9 @@ import numpy as np
 import numpy.typing as npt
 
 from models.policy import combo_key
-from processors.gate_stats import brier
-from processors.loop_window import WindowView
-from processors.policy_replay import PolicyReplayResult
+from processors.policy.gate_stats import brier
+from processors.policy.loop_window import WindowView
+from processors.policy.replay import PolicyReplayResult
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

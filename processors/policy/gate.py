@@ -41,7 +41,7 @@ import numpy.typing as npt
 from models.outputs import Gate
 from models.policy import PolicyConfig
 from models.taxonomy import GateDecision
-from processors.gate_stats import (
+from processors.policy.gate_stats import (
     MsprtConfig,
     brier,
     ece,
@@ -49,7 +49,7 @@ from processors.gate_stats import (
     newey_west_test,
     paired_differences,
 )
-from processors.policy_replay import (
+from processors.policy.replay import (
     DEFAULT_COST_BPS,
     DEFAULT_EQUITY,
     DecisionTape,
@@ -57,7 +57,7 @@ from processors.policy_replay import (
     replay_policies,
     replay_policy,
 )
-from processors.stats_harness import json_ready
+from processors.policy.stats_harness import json_ready
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

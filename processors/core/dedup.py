@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from processors.base import DAY_MS
+from processors.core.base import DAY_MS
 
 
 @dataclass(frozen=True)

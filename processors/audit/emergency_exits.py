@@ -25,7 +25,7 @@ from models.common import format_utc
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, BlockEvent, Severity
-from processors.base import EMPTY, AlertSignal, Emitted, MetricSample
+from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample
 
 STATE_VERSION = 1
 MISSING_COOLDOWN = "missing_cooldown"

@@ -71,7 +71,7 @@ class AlertSignal:
 
 @dataclass(frozen=True, slots=True)
 class MetricSample:
-    """One value of a catalogued metric (see processors/metric_names.py)."""
+    """One value of a catalogued metric (see processors/core/metric_names.py)."""
 
     name: str
     labels: LabelPairs

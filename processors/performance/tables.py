@@ -2,7 +2,7 @@
 
 Contract:
 - ``on_decision(d)``: remembers the decision's regime and confidence for the fills that name it
-  (processors/round_trips.py) and its equity for turnover. Returns nothing.
+  (processors/performance/round_trips.py) and its equity for turnover. Returns nothing.
 - ``on_fill(f)``: a ``fill`` updates the position book and returns the round trip it closed
   (at most one; the pipeline forwards it to the performance-drift detector); a ``cancel``
   moves no position and is counted. A fill's notional and fee are credited to the group of
@@ -42,12 +42,12 @@ from models.inputs import DecisionRecord, ExecutionEvent
 from models.outputs import PerformanceRow
 from models.taxonomy import FillKind, GroupBy, PerfWindow
 from models.topics import PERFORMANCE
-from processors import metric_names as mn
-from processors.base import EMPTY, HOUR_MS, Emitted, MetricSample, Output, ms
-from processors.performance_report import ExpectedPerformance, ratio, versus_expected, win_slope
-from processors.performance_window import GroupWindows, StrategyWindows
-from processors.round_trips import RoundTripBook, RoundTripBookConfig
-from processors.trades import RoundTrip
+from processors.core import metric_names as mn
+from processors.core.base import EMPTY, HOUR_MS, Emitted, MetricSample, Output, ms
+from processors.performance.report import ExpectedPerformance, ratio, versus_expected, win_slope
+from processors.performance.round_trips import RoundTripBook, RoundTripBookConfig
+from processors.performance.trades import RoundTrip
+from processors.performance.window import GroupWindows, StrategyWindows
 
 STATE_VERSION = 1
 WINDOWS: tuple[tuple[PerfWindow, int | None], ...] = (

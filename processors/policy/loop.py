@@ -56,14 +56,14 @@ from models.policy import EngineParams, PolicyConfig
 from models.taxonomy import AlertKind, CandidateStatus, GateDecision, Promotion, Severity
 from models.topics import DEFAULT_POLICY_SCOPE as POLICY_SCOPE
 from models.topics import FEEDBACK_SUMMARIES, POLICY_CANDIDATES, POLICY_UPDATES
-from processors import metric_names as mn
-from processors.base import DAY_MS, HOUR_MS, AlertSignal, Emitted, MetricSample, Output, ms
-from processors.evaluation_gate import EvaluationGateConfig, evaluate, rollback_check
-from processors.loop_window import LoopWindow, LoopWindowConfig
-from processors.policy_archive import PolicyArchive, iso
-from processors.policy_replay import replay_policies
-from processors.proposer import ProposerConfig, propose
-from processors.stats_harness import StatsHarnessConfig, json_ready, run_stats
+from processors.core import metric_names as mn
+from processors.core.base import DAY_MS, HOUR_MS, AlertSignal, Emitted, MetricSample, Output, ms
+from processors.policy.archive import PolicyArchive, iso
+from processors.policy.gate import EvaluationGateConfig, evaluate, rollback_check
+from processors.policy.loop_window import LoopWindow, LoopWindowConfig
+from processors.policy.proposer import ProposerConfig, propose
+from processors.policy.replay import replay_policies
+from processors.policy.stats_harness import StatsHarnessConfig, json_ready, run_stats
 
 STATE_VERSION = 1
 ROLLBACK_DEDUP_PREFIX = "policy_rollback|"

@@ -3,7 +3,7 @@
 Contract:
 - ``on_plan(plan)`` emits exactly one ReplanVerdict (topic ``replan_verdicts``, key
   strategy_id, ``event_id`` = the plan's). The verdict is ``accepted`` when the plan's
-  material content (see processors/plan_fingerprint.py) differs from the strategy's last
+  material content (see processors/audit/plan_fingerprint.py) differs from the strategy's last
   ACCEPTED plan, ``suppressed`` otherwise. A strategy's first plan is accepted with ``changed``
   = every material path of the plan and reason ``first plan``.
 - The guard is a gate on the stream of plans: it compares with the last accepted plan in
@@ -36,15 +36,15 @@ from models.inputs import PlanEvent
 from models.outputs import AlertScope, ReplanVerdict
 from models.taxonomy import AlertKind, ReplanDecision, Severity
 from models.topics import REPLAN_VERDICTS
-from processors import metric_names as mn
-from processors.base import DAY_MS, AlertSignal, Emitted, MetricSample, Output, ms
-from processors.plan_fingerprint import (
+from processors.audit.plan_fingerprint import (
     View,
     empty_view,
     material_diff,
     material_view,
     view_fingerprint,
 )
+from processors.core import metric_names as mn
+from processors.core.base import DAY_MS, AlertSignal, Emitted, MetricSample, Output, ms
 
 STATE_VERSION = 1
 

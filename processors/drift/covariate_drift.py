@@ -42,10 +42,10 @@ import numpy.typing as npt
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors import metric_names as mn
-from processors.adwin import ADWIN, FAST_UPDATE, update_adwin
-from processors.base import EMPTY, AlertSignal, Emitted, MetricSample
-from processors.multiple_testing import bonferroni_adjust
+from processors.core import metric_names as mn
+from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample
+from processors.drift.adwin import ADWIN, FAST_UPDATE, update_adwin
+from processors.drift.multiple_testing import bonferroni_adjust
 
 STATE_VERSION = 1
 FloatArray = npt.NDArray[np.float64]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from processors.truth import Label
+from processors.drift.truth import Label
 
 
 class DecisionTimeOrder:

@@ -32,9 +32,9 @@ import numpy.typing as npt
 
 from models.inputs import DecisionRecord
 from models.taxonomy import BlockEvent, ReasonCode
-from processors.base import DAY_MS
-from processors.policy_replay import DecisionTape
-from processors.tape_index import key_order, unique_times
+from processors.core.base import DAY_MS
+from processors.policy.replay import DecisionTape
+from processors.policy.tape_index import key_order, unique_times
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -47,8 +47,8 @@ from models.common import MAX_ENTRIES, MAX_STR, format_utc
 from models.outputs import Alert, AlertScope
 from models.taxonomy import AlertKind, Severity
 from models.topics import ALERTS
-from processors import metric_names as mn
-from processors.base import DAY_MS, HOUR_MS, AlertSignal, MetricSample, Output, ms
+from processors.core import metric_names as mn
+from processors.core.base import DAY_MS, HOUR_MS, AlertSignal, MetricSample, Output, ms
 
 STATE_VERSION = 1
 K = AlertKind

@@ -29,10 +29,10 @@ from river import drift as river_drift
 from models.common import utc_from_ms
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors import metric_names as mn
-from processors.base import EMPTY, AlertSignal, Emitted, MetricSample
-from processors.multiple_testing import bonferroni_adjust
-from processors.trades import RoundTrip
+from processors.core import metric_names as mn
+from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample
+from processors.drift.multiple_testing import bonferroni_adjust
+from processors.performance.trades import RoundTrip
 
 STATE_VERSION = 1
 PAGE_HINKLEY: Any = river_drift.PageHinkley

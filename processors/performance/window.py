@@ -27,7 +27,7 @@ import math
 from operator import add, sub
 from typing import Any
 
-from processors.base import DAY_MS
+from processors.core.base import DAY_MS
 
 WINDOW_MS = (DAY_MS, 7 * DAY_MS, 30 * DAY_MS)
 """Lengths of the windows 1d, 7d and 30d, in that order (the last is the longest)."""

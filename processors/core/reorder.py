@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
-from processors.base import Envelope
+from processors.core.base import Envelope
 
 TOPIC_RANK = {"stand_down": 0, "plans": 1, "bar_decisions": 2, "fills": 3, "outcomes": 4}
 """Tie-break at equal event time: a stand-down starting at a bar covers that bar's decisions."""

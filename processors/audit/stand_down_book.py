@@ -53,9 +53,7 @@ from models.common import format_utc
 from models.inputs import DecisionRecord, StandDownEvent
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors import metric_names as mn
-from processors.base import DAY_MS, EMPTY, AlertSignal, Emitted, MetricSample, ms
-from processors.stand_down_timeline import (
+from processors.audit.stand_down_timeline import (
     ACTION_RANK,
     START,
     InForce,
@@ -68,6 +66,8 @@ from processors.stand_down_timeline import (
     scope_sort,
     time_text,
 )
+from processors.core import metric_names as mn
+from processors.core.base import DAY_MS, EMPTY, AlertSignal, Emitted, MetricSample, ms
 
 STATE_VERSION = 1
 NEVER = 2**62

@@ -47,8 +47,8 @@ import numpy.typing as npt
 
 from models.common import MAX_ENTRIES, MAX_STR
 from models.policy import PolicyConfig, combo_key
-from processors.loop_window import WindowView
-from processors.policy_replay import DEFAULT_COST_BPS, DEFAULT_EQUITY, replay_policy
+from processors.policy.loop_window import WindowView
+from processors.policy.replay import DEFAULT_COST_BPS, DEFAULT_EQUITY, replay_policy
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

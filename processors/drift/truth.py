@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from models.inputs import DecisionRecord, Outcome
-from processors.base import DAY_MS, HOUR_MS, ms
+from processors.core.base import DAY_MS, HOUR_MS, ms
 
 STATE_VERSION = 1
 PENDING, HELD, LABELLED = 0, 1, 2

@@ -44,10 +44,10 @@ from models.common import to_ms
 from models.inputs import DecisionRecord
 from models.policy import PolicyConfig, combo_key
 from models.taxonomy import BlockEvent, ReasonCode
-from processors.gate_stats import max_drawdown, sharpe_ratio
-from processors.policy_engine import MAX_RAW_WEIGHT, VOL_FLOOR
-from processors.policy_execute import execute_many, execute_rows, round_trip_rows
-from processors.tape_index import key_order, unique_times
+from processors.policy.engine import MAX_RAW_WEIGHT, VOL_FLOOR
+from processors.policy.execute import execute_many, execute_rows, round_trip_rows
+from processors.policy.gate_stats import max_drawdown, sharpe_ratio
+from processors.policy.tape_index import key_order, unique_times
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]

@@ -47,7 +47,7 @@ clock. It works in three steps, each recorded in ``reasons`` / ``block_events``:
 
 Reasons come in that order (raw, cap, overrides, blocks, action); block events likewise.
 ``decision_record`` turns inputs + decision + identity fields into a complete DecisionRecord.
-``processors.policy_replay`` re-implements steps 1-3 vectorised for the evaluation gate; a
+``processors.policy.replay`` re-implements steps 1-3 vectorised for the evaluation gate; a
 change here must be mirrored there (a test checks they agree record by record).
 """
 

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from processors.performance_window import StrategyWindows
+from processors.performance.window import StrategyWindows
 
 
 @dataclass(frozen=True, slots=True)

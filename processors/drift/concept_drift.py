@@ -1,6 +1,6 @@
 """Concept and calibration drift per (strategy_id, classification), on labelled decisions.
 
-Decisions are joined to their truth by ``processors.truth.TruthJoin`` (outcomes, or later
+Decisions are joined to their truth by ``processors.drift.truth.TruthJoin`` (outcomes, or later
 prices of the same symbol after the horizon). Each labelled decision is one point of its
 series, and the series is indexed by decision time: labels arrive out of decision order
 (outcomes soon after the horizon, price labels after the outcome grace), so they wait in
@@ -45,10 +45,10 @@ from models.common import format_utc, utc_from_ms
 from models.inputs import DecisionRecord, Outcome
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
-from processors import metric_names as mn
-from processors.adwin import ADWIN, FAST_UPDATE, update_adwin
-from processors.base import EMPTY, HOUR_MS, AlertSignal, Emitted, MetricSample
-from processors.calibration_stats import (
+from processors.core import metric_names as mn
+from processors.core.base import EMPTY, HOUR_MS, AlertSignal, Emitted, MetricSample
+from processors.drift.adwin import ADWIN, FAST_UPDATE, update_adwin
+from processors.drift.calibration_stats import (
     FloatArray,
     RollingCalibration,
     bootstrap_null,
@@ -57,9 +57,9 @@ from processors.calibration_stats import (
     error_rate_rise,
     stable_seed,
 )
-from processors.label_order import DecisionTimeOrder
-from processors.multiple_testing import bonferroni_adjust
-from processors.truth import Label, TruthConfig, TruthJoin
+from processors.drift.label_order import DecisionTimeOrder
+from processors.drift.multiple_testing import bonferroni_adjust
+from processors.drift.truth import Label, TruthConfig, TruthJoin
 
 STATE_VERSION = 1
 _COUNTERS = ("labelled", "since_check", "checks", "cooldown", "horizon", "confirm_left",
