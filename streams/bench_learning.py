@@ -171,8 +171,10 @@ def bench_learning(
     adaptive = stitched(tape, timeline, cache)
     static = stitched(tape, [(to_ms(EPOCH), BENCH_V0)], cache)
     oracle = stitched(tape, oracle_policies(truth, tape), cache)
-    totals = {name: float(series.sum()) for name, series in
-              (("adaptive", adaptive), ("static", static), ("oracle", oracle))}  # fmt: skip
+    totals = {
+        name: float(series.sum())
+        for name, series in (("adaptive", adaptive), ("static", static), ("oracle", oracle))
+    }
     uplift = totals["oracle"] - totals["static"]
 
     promotions = [u for u in updates if u.action is Promotion.PROMOTED]

@@ -380,5 +380,13 @@ class StandDownBook:
 def _pending(decision: DecisionRecord, bar_ms: int, seq: int) -> Pending:
     info = decision.stand_down
     reported = None if info is None else (ms(info.until_ts), info.reason, info.source.value)
-    return (bar_ms, decision.event_id, seq, decision.bar_ts, decision.strategy_id,
-            decision.symbol, decision.target_weight_final, reported)  # fmt: skip
+    return (
+        bar_ms,
+        decision.event_id,
+        seq,
+        decision.bar_ts,
+        decision.strategy_id,
+        decision.symbol,
+        decision.target_weight_final,
+        reported,
+    )

@@ -384,14 +384,29 @@ def _dump(s: AlertSignal | None) -> list[Any] | None:
     if s is None:
         return None
     scope = s.scope.model_dump(exclude_none=True)
-    return [s.kind.value, s.severity.value, scope, format_utc(s.event_time),
-            _clean(dict(s.evidence)), s.dedup_key, s.source_id, _clean(s.p_value)]  # fmt: skip
+    return [
+        s.kind.value,
+        s.severity.value,
+        scope,
+        format_utc(s.event_time),
+        _clean(dict(s.evidence)),
+        s.dedup_key,
+        s.source_id,
+        _clean(s.p_value),
+    ]
 
 
 def _load(data: list[Any] | None) -> AlertSignal | None:
     if data is None:
         return None
     kind, severity, scope, event_time, evidence, dedup_key, source_id, p_value = data
-    return AlertSignal(AlertKind(kind), Severity(severity), AlertScope(**scope),
-                       datetime.fromisoformat(event_time), dict(evidence), str(dedup_key),
-                       str(source_id), None if p_value is None else float(p_value))  # fmt: skip
+    return AlertSignal(
+        AlertKind(kind),
+        Severity(severity),
+        AlertScope(**scope),
+        datetime.fromisoformat(event_time),
+        dict(evidence),
+        str(dedup_key),
+        str(source_id),
+        None if p_value is None else float(p_value),
+    )

@@ -146,8 +146,12 @@ class RollingCalibration:
     def snapshot(self) -> dict[str, Any]:
         p, y = self.arrays()
         group, index = self.positions()
-        return {"p": p.tolist(), "y": [int(v) for v in y], "group": group.tolist(),
-                "index": index.tolist()}  # fmt: skip
+        return {
+            "p": p.tolist(),
+            "y": [int(v) for v in y],
+            "group": group.tolist(),
+            "index": index.tolist(),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self.p_ring = array("d", bytes(8 * self.window))

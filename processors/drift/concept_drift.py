@@ -62,9 +62,19 @@ from processors.drift.multiple_testing import bonferroni_adjust
 from processors.drift.truth import Label, TruthConfig, TruthJoin
 
 STATE_VERSION = 1
-_COUNTERS = ("labelled", "since_check", "checks", "cooldown", "horizon", "confirm_left",
-             "ref_errors", "ref_n", "concept_detections", "calibration_detections",
-             "unconfirmed")  # fmt: skip
+_COUNTERS = (
+    "labelled",
+    "since_check",
+    "checks",
+    "cooldown",
+    "horizon",
+    "confirm_left",
+    "ref_errors",
+    "ref_n",
+    "concept_detections",
+    "calibration_detections",
+    "unconfirmed",
+)
 
 
 @dataclass(frozen=True)
@@ -266,8 +276,12 @@ class ConceptDrift:
         rel_threshold = null.reliability.quantile(1.0 - alpha_c)
         ece_p = null.ece.p_value(stats.ece)
         rel_p = null.reliability.p_value(stats.reliability)
-        series.last = {"ece_threshold": ece_threshold, "reliability_threshold": rel_threshold,
-                       "ece_p_value": ece_p, "reliability_p_value": rel_p}  # fmt: skip
+        series.last = {
+            "ece_threshold": ece_threshold,
+            "reliability_threshold": rel_threshold,
+            "ece_p_value": ece_p,
+            "reliability_p_value": rel_p,
+        }
         fired = stats.ece > ece_threshold or stats.reliability > rel_threshold
         if not fired or series.cooldown:
             return
@@ -349,9 +363,14 @@ class ConceptDrift:
             }
             for key, s in self._series.items()
         }
-        return {"version": STATE_VERSION, "truth": self.truth.snapshot(),
-                "order": self.order.snapshot(), "series": series_state,
-                "checked_series": self._checked_series, "codes": list(self._codes)}  # fmt: skip
+        return {
+            "version": STATE_VERSION,
+            "truth": self.truth.snapshot(),
+            "order": self.order.snapshot(),
+            "series": series_state,
+            "checked_series": self._checked_series,
+            "codes": list(self._codes),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state (the detector pickles come from our own snapshots only)."""

@@ -332,22 +332,34 @@ class CovariateDrift:
             rows: dict[str, Any] = {}
             for name, s in group.items():
                 detections += s.detections
-                row: dict[str, Any] = {"state": "reference", "n_reference": len(s.ref),
-                                       "triggers": s.triggers, "detections": s.detections,
-                                       "unconfirmed": s.unconfirmed}  # fmt: skip
+                row: dict[str, Any] = {
+                    "state": "reference",
+                    "n_reference": len(s.ref),
+                    "triggers": s.triggers,
+                    "detections": s.detections,
+                    "unconfirmed": s.unconfirmed,
+                }
                 if s.detector is not None:
                     sample = s.recent(s.cur_n)
                     distance = ks_statistic(s.ref_sorted, sample) if sample.size else 0.0
                     shrink = (1.0 - s.rho) / (1.0 + s.rho)
                     p_value = ks_p_value(distance, s.ref_sorted.size * shrink, sample.size * shrink)
-                    row.update(state="confirming" if s.confirming else "monitoring",
-                               n_current=int(sample.size), psi=psi(s.edges, s.ref_frac, sample),
-                               ks_stat=distance, ks_p_value=p_value,
-                               autocorrelation=s.rho)  # fmt: skip
+                    row.update(
+                        state="confirming" if s.confirming else "monitoring",
+                        n_current=int(sample.size),
+                        psi=psi(s.edges, s.ref_frac, sample),
+                        ks_stat=distance,
+                        ks_p_value=p_value,
+                        autocorrelation=s.rho,
+                    )
                 rows[name] = row
             out.setdefault(strategy_id, {})[classification] = rows
-        return {"strategies": out, "family_size": self._monitored, "detections": detections,
-                "ignored_features": self.ignored_features}  # fmt: skip
+        return {
+            "strategies": out,
+            "family_size": self._monitored,
+            "detections": detections,
+            "ignored_features": self.ignored_features,
+        }
 
     def metrics(self) -> list[MetricSample]:
         count = sum(len(group) for group in self._groups.values())
@@ -363,12 +375,24 @@ class CovariateDrift:
                 if s.detector is not None:
                     detector = base64.b64encode(pickle.dumps(s.detector)).decode("ascii")
                 counters = [s.confirming, s.look, s.triggers, s.detections, s.unconfirmed]
-                rows.append([name, list(s.ref), list(s.ref_codes), s.recent(s.cur_n).tolist(),
-                             detector, counters])  # fmt: skip
+                rows.append(
+                    [
+                        name,
+                        list(s.ref),
+                        list(s.ref_codes),
+                        s.recent(s.cur_n).tolist(),
+                        detector,
+                        counters,
+                    ]
+                )
             groups.append([strategy_id, classification, rows])
-        return {"version": STATE_VERSION, "groups": groups, "monitored": self._monitored,
-                "ignored_features": self.ignored_features,
-                "symbols": list(self._symbols)}  # fmt: skip
+        return {
+            "version": STATE_VERSION,
+            "groups": groups,
+            "monitored": self._monitored,
+            "ignored_features": self.ignored_features,
+            "symbols": list(self._symbols),
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state (the detector pickles come from our own snapshots only)."""

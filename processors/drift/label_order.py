@@ -63,15 +63,29 @@ class DecisionTimeOrder:
         return [heapq.heappop(heap)[2] for _ in range(len(heap))]
 
     def snapshot(self) -> dict[str, Any]:
-        return {"labels": [list(item[2]) for item in self._heap],
-                "released": self._released_ms, "late": self.late}  # fmt: skip
+        return {
+            "labels": [list(item[2]) for item in self._heap],
+            "released": self._released_ms,
+            "late": self.late,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._heap = []
         for row in state["labels"]:
-            label = Label(str(row[0]), str(row[1]), str(row[2]), float(row[3]), int(row[4]),
-                          int(row[5]), int(row[6]), str(row[7]), str(row[8]), str(row[9]),
-                          int(row[10]), int(row[11]))  # fmt: skip
+            label = Label(
+                str(row[0]),
+                str(row[1]),
+                str(row[2]),
+                float(row[3]),
+                int(row[4]),
+                int(row[5]),
+                int(row[6]),
+                str(row[7]),
+                str(row[8]),
+                str(row[9]),
+                int(row[10]),
+                int(row[11]),
+            )
             self._heap.append((label.bar_ms, label.decision_id, label))
         self._released_ms = int(state["released"])
         self.late = int(state["late"])

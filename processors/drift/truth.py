@@ -211,8 +211,19 @@ class TruthJoin:
         horizon = max(
             1, d.horizon_bars or cfg.horizon_bars.get(timeframe, cfg.default_horizon_bars)
         )
-        entry = [d.strategy_id, d.classification, timeframe, bar_ms, d.p_hat, price, PENDING, -1,
-                 track.name, -1 if index is None else index, horizon]  # fmt: skip
+        entry = [
+            d.strategy_id,
+            d.classification,
+            timeframe,
+            bar_ms,
+            d.p_hat,
+            price,
+            PENDING,
+            -1,
+            track.name,
+            -1 if index is None else index,
+            horizon,
+        ]
         self._decisions[event_id] = entry
         self._order.append((bar_ms, event_id))
         if index is None:
@@ -307,9 +318,13 @@ class TruthJoin:
                 heapq.heappush(self._held, (due, self._seq, decision_id, label, source_id))
 
     def _settle_all(
-        self, decision_ids: list[str], price: float, bar_ms: int, source_id: str,
+        self,
+        decision_ids: list[str],
+        price: float,
+        bar_ms: int,
+        source_id: str,
         labels: list[Label],
-    ) -> None:  # fmt: skip
+    ) -> None:
         """``_settle`` of each id in turn (the decisions waiting for one bar)."""
         decisions = self._decisions
         cfg = self.config
@@ -347,9 +362,21 @@ class TruthJoin:
         # tuple.__new__ is what Label(...) ends in, without the generated __new__'s frame
         return _new_tuple(
             Label,
-            (decision_id, entry[0], entry[1], entry[_P_HAT], label, entry[_BAR_MS], label_ms,
-             source, source_id, entry[8], entry[9], entry[10]),
-        )  # fmt: skip
+            (
+                decision_id,
+                entry[0],
+                entry[1],
+                entry[_P_HAT],
+                label,
+                entry[_BAR_MS],
+                label_ms,
+                source,
+                source_id,
+                entry[8],
+                entry[9],
+                entry[10],
+            ),
+        )
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -102,10 +102,18 @@ class _Position:
 
     def to_json(self) -> list[Any]:
         return [
-            self.classification, self.regime, self.decision_id, self.direction,
-            self.position, self.opened_qty, self.cash, self.fees, self.entry_notional,
-            self.exit_notional, self.entry_ts_ms,
-        ]  # fmt: skip
+            self.classification,
+            self.regime,
+            self.decision_id,
+            self.direction,
+            self.position,
+            self.opened_qty,
+            self.cash,
+            self.fees,
+            self.entry_notional,
+            self.exit_notional,
+            self.entry_ts_ms,
+        ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> _Position:
@@ -268,9 +276,15 @@ class RoundTripBook:
         ts_ms: int,
     ) -> _Position:
         return _Position(
-            fill.classification, self.resolve_regime(fill), fill.decision_id, direction,
-            qty, price, fee, ts_ms,
-        )  # fmt: skip
+            fill.classification,
+            self.resolve_regime(fill),
+            fill.decision_id,
+            direction,
+            qty,
+            price,
+            fee,
+            ts_ms,
+        )
 
     @staticmethod
     def _trip(key: tuple[str, str], pos: _Position, fill: ExecutionEvent, ts_ms: int) -> RoundTrip:

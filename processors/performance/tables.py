@@ -51,12 +51,24 @@ from processors.performance.window import GroupWindows, StrategyWindows
 
 STATE_VERSION = 1
 WINDOWS: tuple[tuple[PerfWindow, int | None], ...] = (
-    (PerfWindow.D1, 0), (PerfWindow.D7, 1), (PerfWindow.D30, 2), (PerfWindow.ALL, None),
-)  # fmt: skip
+    (PerfWindow.D1, 0),
+    (PerfWindow.D7, 1),
+    (PerfWindow.D30, 2),
+    (PerfWindow.ALL, None),
+)
 ROW_FIELDS = (
-    "trade_count", "win_count", "win_rate", "avg_return", "total_return", "sharpe",
-    "max_drawdown", "avg_hold_seconds", "turnover", "fees", "cancel_count",
-)  # fmt: skip
+    "trade_count",
+    "win_count",
+    "win_rate",
+    "avg_return",
+    "total_return",
+    "sharpe",
+    "max_drawdown",
+    "avg_hold_seconds",
+    "turnover",
+    "fees",
+    "cancel_count",
+)
 GroupKey = tuple[str, str, str]
 _CANCEL = FillKind.CANCEL
 _BY_CLASSIFICATION, _BY_REGIME = GroupBy.CLASSIFICATION, GroupBy.REGIME
@@ -145,11 +157,23 @@ class PerformanceTables:
         if trips:
             closing_share = 1.0 if after is None else min(1.0, held / fill.qty)
             trip = trips[0]
-            self._add_fill(sid, trip.classification, trip.regime, ts_ms,
-                           notional * closing_share, fill.fee * closing_share)  # fmt: skip
+            self._add_fill(
+                sid,
+                trip.classification,
+                trip.regime,
+                ts_ms,
+                notional * closing_share,
+                fill.fee * closing_share,
+            )
         if after is not None:
-            self._add_fill(sid, after[0], after[1], ts_ms, notional * (1.0 - closing_share),
-                           fill.fee - fill.fee * closing_share)  # fmt: skip
+            self._add_fill(
+                sid,
+                after[0],
+                after[1],
+                ts_ms,
+                notional * (1.0 - closing_share),
+                fill.fee - fill.fee * closing_share,
+            )
         key = (sid, symbol)
         for trip in trips:
             self._record_trip(strategy, trip, self._open_buckets.pop(key, -1))
@@ -257,8 +281,10 @@ class PerformanceTables:
     def _record_trip(self, st: StrategyWindows, trip: RoundTrip, bucket: int) -> None:
         hold = max(0.0, trip.hold_seconds)
         win = trip.is_win
-        for group_by, group in ((_BY_CLASSIFICATION, trip.classification),
-                                (_BY_REGIME, trip.regime)):  # fmt: skip
+        for group_by, group in (
+            (_BY_CLASSIFICATION, trip.classification),
+            (_BY_REGIME, trip.regime),
+        ):
             self._group(trip.strategy_id, group_by, group).add_trip(
                 trip.exit_ts_ms, win, trip.pnl_pct, hold, trip.pnl
             )
@@ -314,17 +340,25 @@ class PerformanceTables:
         buckets = []
         for i, (trades, wins) in enumerate(zip(st.bucket_trades, st.bucket_wins, strict=True)):
             rate = wins / trades if trades else None
-            buckets.append({"lower": edges[i], "upper": edges[i + 1], "trade_count": trades,
-                            "win_count": wins, "win_rate": rate})  # fmt: skip
+            buckets.append(
+                {
+                    "lower": edges[i],
+                    "upper": edges[i + 1],
+                    "trade_count": trades,
+                    "win_count": wins,
+                    "win_rate": rate,
+                }
+            )
         rates = [b["win_rate"] for b in buckets if b["win_rate"] is not None]
         return {
             "buckets": buckets,
             "unmatched_trade_count": st.unmatched_trades,
             "unmatched_win_rate": ratio(st.unmatched_wins, st.unmatched_trades)
-            if st.unmatched_trades else None,
+            if st.unmatched_trades
+            else None,
             "monotonic": all(a <= b for a, b in pairwise(rates)) if len(rates) >= 2 else None,
             "slope": win_slope(edges, st.bucket_trades, st.bucket_wins),
-        }  # fmt: skip
+        }
 
     # -- state -----------------------------------------------------------------------------
 

@@ -300,10 +300,22 @@ class StrategyWindows:
     (Welford over pnl_pct), and trades and wins per confidence bucket."""
 
     __slots__ = (
-        "bar_count", "bar_ms", "bar_sum", "bucket_trades", "bucket_wins", "cancels", "equity",
-        "hold", "mean", "notional", "sum_sq", "trades", "unmatched_trades", "unmatched_wins",
+        "bar_count",
+        "bar_ms",
+        "bar_sum",
+        "bucket_trades",
+        "bucket_wins",
+        "cancels",
+        "equity",
+        "hold",
+        "mean",
+        "notional",
+        "sum_sq",
+        "trades",
+        "unmatched_trades",
+        "unmatched_wins",
         "wins",
-    )  # fmt: skip
+    )
 
     def __init__(self, buckets: int) -> None:
         self.equity = CumulativeSeries(2)  # (equity sum, decisions) per bar time
@@ -340,12 +352,17 @@ class StrategyWindows:
     def to_json(self) -> dict[str, Any]:
         return {
             "equity": self.equity.snapshot(),
-            "ints": [self.trades, self.wins, self.cancels, self.unmatched_trades,
-                     self.unmatched_wins],
+            "ints": [
+                self.trades,
+                self.wins,
+                self.cancels,
+                self.unmatched_trades,
+                self.unmatched_wins,
+            ],
             "floats": [self.mean, self.sum_sq, self.hold, self.notional],
             "bar": [self.bar_ms, self.bar_sum, self.bar_count],
             "buckets": [self.bucket_trades, self.bucket_wins],
-        }  # fmt: skip
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         self.equity.restore(state["equity"])
@@ -353,7 +370,9 @@ class StrategyWindows:
         self.trades, self.wins, self.cancels, self.unmatched_trades, self.unmatched_wins = ints
         self.mean, self.sum_sq, self.hold, self.notional = (float(v) for v in state["floats"])
         self.bar_ms, self.bar_sum, self.bar_count = (
-            int(state["bar"][0]), float(state["bar"][1]), int(state["bar"][2]),
-        )  # fmt: skip
+            int(state["bar"][0]),
+            float(state["bar"][1]),
+            int(state["bar"][2]),
+        )
         self.bucket_trades = [int(v) for v in state["buckets"][0]]
         self.bucket_wins = [int(v) for v in state["buckets"][1]]

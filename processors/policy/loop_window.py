@@ -219,8 +219,12 @@ class LoopWindow:
         ints = {k: np.frombuffer(v, dtype=np.int64)[head:] for k, v in self._ints.items()}
         ts = ints["ts"]
         rows = np.flatnonzero((ts >= start_ms) & (ts < end_ms))
-        names = (self._strategies.names, self._symbols.names, self._classes.names,
-                 self._regimes.names)  # fmt: skip
+        names = (
+            self._strategies.names,
+            self._symbols.names,
+            self._classes.names,
+            self._regimes.names,
+        )
         raw = tuple(ints[column][rows] for column in _INT_COLUMNS[:4])
         row_ts = ts[rows]
         # canonical (sorted-name) ranks of the span: any sub-span's ranks order alike

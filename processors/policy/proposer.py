@@ -214,9 +214,16 @@ def propose(
             n = float(trips.reshape(n_strat, -1)[s][by_strategy[s]].sum())
             new = _shrink(cfg.prior, estimate, n, cfg.shrink_trades, cfg.base_min, cfg.base_max)
             new_base[sid] = _apply(
-                base, "base_weights", sid, champion.base_weight(sid), new, n, estimate, cfg,
+                base,
+                "base_weights",
+                sid,
+                champion.base_weight(sid),
+                new,
+                n,
+                estimate,
+                cfg,
                 changes,
-            )  # fmt: skip
+            )
         for index in range(size):
             sid = tape.strategies[index // n_class]
             key = combo_key(sid, tape.classifications[index % n_class])

@@ -56,9 +56,19 @@ BoolArray = npt.NDArray[np.bool_]
 DEFAULT_EQUITY = 100_000.0
 DEFAULT_COST_BPS = 2.0
 SUMMARY_FIELDS = (
-    "policy_version", "pnl_total", "costs", "sharpe", "max_drawdown", "turnover",
-    "trade_count", "round_trips", "avg_hold_bars", "avg_hold_seconds", "equity", "cost_bps",
-)  # fmt: skip
+    "policy_version",
+    "pnl_total",
+    "costs",
+    "sharpe",
+    "max_drawdown",
+    "turnover",
+    "trade_count",
+    "round_trips",
+    "avg_hold_bars",
+    "avg_hold_seconds",
+    "equity",
+    "cost_bps",
+)
 
 
 class TapeRow(NamedTuple):
@@ -325,12 +335,18 @@ def replay_policies(
     targets = [policy_targets(tape, policy) for tape, policy in jobs]
     finals = execute_many(
         [
-            (tape.group_start, target, forced, policy.engine.epsilon_w,
-             policy.engine.min_trade_notional, policy.engine.cooldown_bars)
+            (
+                tape.group_start,
+                target,
+                forced,
+                policy.engine.epsilon_w,
+                policy.engine.min_trade_notional,
+                policy.engine.cooldown_bars,
+            )
             for (tape, policy), (_, target, forced) in zip(jobs, targets, strict=True)
         ],
         equity,
-    )  # fmt: skip
+    )
     return [
         _result(tape, policy, raw, final, equity, cost_bps)
         for (tape, policy), (raw, _, _), final in zip(jobs, targets, finals, strict=True)

@@ -117,8 +117,16 @@ def test_severity_policy_per_kind() -> None:
     def severities(signals: list[AlertSignal]) -> list[Severity]:
         return [a.severity for a in alerts(router.route(signals))]
 
-    repeated = [signal(h * 120, kind=sd, key="stand_down_violation|momo|AAA",
-                       severity=Severity.LOW, p_value=None) for h in range(3)]  # fmt: skip
+    repeated = [
+        signal(
+            h * 120,
+            kind=sd,
+            key="stand_down_violation|momo|AAA",
+            severity=Severity.LOW,
+            p_value=None,
+        )
+        for h in range(3)
+    ]
     assert severities(repeated) == [Severity.HIGH, Severity.HIGH, Severity.CRITICAL]
     assert severities([signal(0, key="a", p_value=1e-7)]) == [Severity.HIGH]
     assert severities([signal(0, key="b", evidence={"psi": 0.3})]) == [Severity.HIGH]
@@ -158,8 +166,11 @@ def test_snapshot_restore_mid_stream_gives_identical_outputs() -> None:
     def run(router: AlertRouter, steps: list[tuple[str, Any]]) -> list[bytes]:
         out: list[Output] = []
         for op, arg in steps:
-            out += router.route(arg) if op == "route" else (
-                router.on_tick(arg) if op == "tick" else router.flush())  # fmt: skip
+            out += (
+                router.route(arg)
+                if op == "route"
+                else (router.on_tick(arg) if op == "tick" else router.flush())
+            )
         return [orjson.dumps(o.value.model_dump(mode="json")) for o in out]
 
     baseline = run(AlertRouter(), stream)

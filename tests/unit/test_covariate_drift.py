@@ -25,13 +25,28 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 def decision(i: int, features: dict[str, float], strategy: str = "momo") -> DecisionRecord:
     return DecisionRecord.model_construct(
-        event_id=f"d{i}", strategy_id=strategy, symbol="AAA", classification="small_cap",
-        timeframe="15m", bar_ts=T0 + timedelta(minutes=15 * i), price=100.0, p_hat=0.5,
-        features=features, horizon_bars=None,
-        run_id="run", mode=Mode.PAPER, regime="trend", vol_hat=0.1, current_weight=0.0,
-        equity=1e5, target_weight_raw=0.0, target_weight_final=0.0, reasons=[],
-        block_events=[], policy_version="v1",
-    )  # fmt: skip
+        event_id=f"d{i}",
+        strategy_id=strategy,
+        symbol="AAA",
+        classification="small_cap",
+        timeframe="15m",
+        bar_ts=T0 + timedelta(minutes=15 * i),
+        price=100.0,
+        p_hat=0.5,
+        features=features,
+        horizon_bars=None,
+        run_id="run",
+        mode=Mode.PAPER,
+        regime="trend",
+        vol_hat=0.1,
+        current_weight=0.0,
+        equity=1e5,
+        target_weight_raw=0.0,
+        target_weight_final=0.0,
+        reasons=[],
+        block_events=[],
+        policy_version="v1",
+    )
 
 
 def shifted_stream(n: int = 6000, at: int = 3000, seed: int = 11) -> list[DecisionRecord]:
@@ -83,8 +98,13 @@ def test_reference_phase_and_feature_cap() -> None:
         detector.on_decision(decision(i, {"a": float(i), "b": 1.0, "c": 2.0}))
     rows = detector.summary()["strategies"]["momo"]["small_cap"]
     assert set(rows) == {"a", "b"}
-    assert rows["a"] == {"state": "reference", "n_reference": 5, "triggers": 0,
-                         "detections": 0, "unconfirmed": 0}  # fmt: skip
+    assert rows["a"] == {
+        "state": "reference",
+        "n_reference": 5,
+        "triggers": 0,
+        "detections": 0,
+        "unconfirmed": 0,
+    }
     assert detector.ignored_features == 5
     assert detector.metrics()[0].value == 2.0
 

@@ -42,21 +42,43 @@ def decision(
     i: int, features: dict[str, float], p_hat: float = 0.5, symbol: str = "AAA"
 ) -> DecisionRecord:
     return DecisionRecord.model_construct(
-        event_id=f"d{i}", strategy_id="momo", symbol=symbol, classification="small_cap",
-        timeframe="15m", bar_ts=T0 + i * BAR, price=100.0, p_hat=p_hat, features=features,
+        event_id=f"d{i}",
+        strategy_id="momo",
+        symbol=symbol,
+        classification="small_cap",
+        timeframe="15m",
+        bar_ts=T0 + i * BAR,
+        price=100.0,
+        p_hat=p_hat,
+        features=features,
         horizon_bars=None,
-        run_id="run", mode=Mode.PAPER, regime="trend", vol_hat=0.1, current_weight=0.0,
-        equity=1e5, target_weight_raw=0.0, target_weight_final=0.0, reasons=[],
-        block_events=[], policy_version="v1",
-    )  # fmt: skip
+        run_id="run",
+        mode=Mode.PAPER,
+        regime="trend",
+        vol_hat=0.1,
+        current_weight=0.0,
+        equity=1e5,
+        target_weight_raw=0.0,
+        target_weight_final=0.0,
+        reasons=[],
+        block_events=[],
+        policy_version="v1",
+    )
 
 
 def outcome(i: int, label: int) -> Outcome:
     return Outcome.model_construct(
-        event_id=f"o{i}", decision_id=f"d{i}", strategy_id="momo", symbol="AAA",
-        bar_ts=T0 + i * BAR, horizon_bars=1, label=1 if label else 0, realized_return=0.0,
-        label_ts=T0 + i * BAR + BAR / 2, label_definition="fwd_return",
-    )  # fmt: skip
+        event_id=f"o{i}",
+        decision_id=f"d{i}",
+        strategy_id="momo",
+        symbol="AAA",
+        bar_ts=T0 + i * BAR,
+        horizon_bars=1,
+        label=1 if label else 0,
+        realized_return=0.0,
+        label_ts=T0 + i * BAR + BAR / 2,
+        label_definition="fwd_return",
+    )
 
 
 # -- detectors over arrays -----------------------------------------------------------------
@@ -91,8 +113,22 @@ def performance_signals(x: FloatArray) -> list[int]:
     drift = PerformanceDrift()
     found: list[int] = []
     for i, v in enumerate(x.tolist()):
-        t = RoundTrip("momo", "AAA", "small_cap", "trend", 1, 1.0, i, i + 1, 100.0, 100.0,
-                      0.0, v * 100, v, f"f{i}")  # fmt: skip
+        t = RoundTrip(
+            "momo",
+            "AAA",
+            "small_cap",
+            "trend",
+            1,
+            1.0,
+            i,
+            i + 1,
+            100.0,
+            100.0,
+            0.0,
+            v * 100,
+            v,
+            f"f{i}",
+        )
         found.extend(i for _ in drift.on_round_trip(t).signals)
     return found
 

@@ -40,10 +40,11 @@ def market(classes: dict[str, tuple[float, int]], bars: int, seed: int) -> Decis
     """``classes``: classification -> (edge, symbols). The signal direction agrees with the
     next bar's return with probability 0.5 + edge; p_hat = 0.5 +- 0.1."""
     rows = [
-        TapeRow("s", f"{cls}{k}", cls, "trend", T0_MS + t * BAR_MS, price,
-                0.5 + direction * 0.1, 0.002)
+        TapeRow(
+            "s", f"{cls}{k}", cls, "trend", T0_MS + t * BAR_MS, price, 0.5 + direction * 0.1, 0.002
+        )
         for cls, k, t, price, direction in signal_paths(np.random.default_rng(seed), classes, bars)
-    ]  # fmt: skip
+    ]
     return DecisionTape.from_decisions(rows)
 
 

@@ -125,8 +125,10 @@ def test_window_membership_at_the_edges() -> None:
     exits = [t - 7 * DAY_MS, t - DAY_MS, t - DAY_MS + 1, t]
     trips_at(tables, exits, [110.0, 110.0, 110.0, 110.0], fee=1.0)
     rows = tables.rows(ms_of(t))
-    counts = {w: row(rows, "classification", "large_cap", w).trade_count for w in
-              ("1d", "7d", "30d", "all")}  # fmt: skip
+    counts = {
+        w: row(rows, "classification", "large_cap", w).trade_count
+        for w in ("1d", "7d", "30d", "all")
+    }
     assert counts == {"1d": 2, "7d": 3, "30d": 4, "all": 4}
     # fills at t-1d (a close and an open) are out of the 1d window; (t-1d, t] holds three
     fees = {w: row(rows, "classification", "large_cap", w).fees for w in ("1d", "7d", "30d")}
@@ -223,8 +225,10 @@ def test_win_rate_by_confidence_bucket() -> None:
     tables.on_fill(fill("x2", "sell", 2, 100.0, 6 * HOUR_MS, decision_id="hi"))
     tables.on_fill(fill("x3", "buy", 1, 95.0, 7 * HOUR_MS))
     report = tables.report(ms_of(8 * HOUR_MS))["strategies"]["s1"]["confidence_buckets"]
-    got = [(b["lower"], b["upper"], b["trade_count"], b["win_count"], b["win_rate"])
-           for b in report["buckets"]]  # fmt: skip
+    got = [
+        (b["lower"], b["upper"], b["trade_count"], b["win_count"], b["win_rate"])
+        for b in report["buckets"]
+    ]
     assert got == [
         (0.0, 0.2, 0, 0, None),
         (0.2, 0.4, 1, 0, 0.0),
@@ -320,15 +324,33 @@ def _stream() -> list[DecisionRecord | ExecutionEvent | int]:
             d_id = f"d{step}-{symbol}"
             regime = ("trend", "range", "high_vol")[(step // 7 + k) % 3]
             conf = ((step * 37 + k * 11) % 100) / 100.0
-            items.append(decision(d_id, t, regime=regime, symbol=symbol, confidence=conf,
-                                  equity=1000.0 + step + 10 * k))  # fmt: skip
+            items.append(
+                decision(
+                    d_id,
+                    t,
+                    regime=regime,
+                    symbol=symbol,
+                    confidence=conf,
+                    equity=1000.0 + step + 10 * k,
+                )
+            )
             if (step + k) % 3 == 0:
                 side = "buy" if (step // 3 + k) % 2 == 0 else "sell"
                 qty = 1.0 + (step % 4)
                 price = 100.0 + ((step * 13 + k * 7) % 17) - 8.0
-                items.append(fill(f"f{step}-{symbol}", side, qty, price, t + 1, symbol=symbol,
-                                  fee=0.01 * qty, decision_id=d_id,
-                                  classification=("small_cap", "etf")[k]))  # fmt: skip
+                items.append(
+                    fill(
+                        f"f{step}-{symbol}",
+                        side,
+                        qty,
+                        price,
+                        t + 1,
+                        symbol=symbol,
+                        fee=0.01 * qty,
+                        decision_id=d_id,
+                        classification=("small_cap", "etf")[k],
+                    )
+                )
             if (step + k) % 11 == 0:
                 items.append(cancel(f"c{step}-{symbol}", t + 2, symbol=symbol))
         items.append(ms_of(t + 3))

@@ -19,12 +19,21 @@ T0_MS = int(datetime(2024, 1, 1, tzinfo=UTC).timestamp() * 1000)
 
 def trip(i: int, pnl_pct: float, strategy: str = "momo") -> RoundTrip:
     return RoundTrip(
-        strategy_id=strategy, symbol="AAA", classification="small_cap", regime="trend",
-        direction=1, qty=1.0, entry_ts_ms=T0_MS + i * 60_000,
+        strategy_id=strategy,
+        symbol="AAA",
+        classification="small_cap",
+        regime="trend",
+        direction=1,
+        qty=1.0,
+        entry_ts_ms=T0_MS + i * 60_000,
         exit_ts_ms=T0_MS + i * 60_000 + 30_000,
-        entry_notional=100.0, exit_notional=100.0 + pnl_pct * 100, fees=0.0, pnl=pnl_pct * 100,
-        pnl_pct=pnl_pct, close_event_id=f"fill-{i}",
-    )  # fmt: skip
+        entry_notional=100.0,
+        exit_notional=100.0 + pnl_pct * 100,
+        fees=0.0,
+        pnl=pnl_pct * 100,
+        pnl_pct=pnl_pct,
+        close_event_id=f"fill-{i}",
+    )
 
 
 def returns(n: int = 3000, drop_at: int = 2000, drop_sd: float = 1.0, seed: int = 4) -> list[float]:

@@ -180,12 +180,14 @@ def test_feedback_markdown() -> None:
     from streams.policy_cli import feedback_markdown
 
     summary = FeedbackSummary(
-        run_id="run-x", window=TimeWindow(start=T0, end=T0 + DAY), drift={"a": 1},
+        run_id="run-x",
+        window=TimeWindow(start=T0, end=T0 + DAY),
+        drift={"a": 1},
         stats={"feature_importance": {"f": {"r": 0.12345, "sign_agreement": 1.0, "stable": True}}},
         gate=Gate(decision=GateDecision.FAIL, reasons=["turnover: 2 > 1"], tests={}),
         promotion=Promotion.KEPT_LAST_GOOD,
         policy_versions=PolicyVersions(champion="v0", candidate="v1", active="v0"),
-    )  # fmt: skip
+    )
     text = feedback_markdown(summary)
     assert "# Feedback run run-x" in text and "kept_last_good" in text
     assert "turnover: 2 > 1" in text and "| f | 0.1235 | 1 | True |" in text

@@ -59,24 +59,42 @@ def market(
             for t in range(bars):
                 out.append(
                     DecisionRecord(
-                        event_id=f"{cls}{k}-{t}", run_id="t", mode="backtest", strategy_id="s",
-                        symbol=f"{cls}{k}", classification=cls, regime="trend",
-                        timeframe="15m", bar_ts=T0 + t * BAR, price=float(price[t]),
-                        p_hat=0.5 + float(direction[t]) * 0.1, vol_hat=0.002,
-                        features={"x": float(rng.normal())}, current_weight=0.0, equity=1e5,
-                        target_weight_raw=0.0, target_weight_final=0.0, reasons=[],
-                        block_events=[], policy_version="v0",
+                        event_id=f"{cls}{k}-{t}",
+                        run_id="t",
+                        mode="backtest",
+                        strategy_id="s",
+                        symbol=f"{cls}{k}",
+                        classification=cls,
+                        regime="trend",
+                        timeframe="15m",
+                        bar_ts=T0 + t * BAR,
+                        price=float(price[t]),
+                        p_hat=0.5 + float(direction[t]) * 0.1,
+                        vol_hat=0.002,
+                        features={"x": float(rng.normal())},
+                        current_weight=0.0,
+                        equity=1e5,
+                        target_weight_raw=0.0,
+                        target_weight_final=0.0,
+                        reasons=[],
+                        block_events=[],
+                        policy_version="v0",
                     )
-                )  # fmt: skip
+                )
     return sorted(out, key=lambda d: (d.bar_ts, d.symbol))
 
 
 def alert(at: datetime, severity: Severity = Severity.HIGH, dedup: str = "concept|s") -> Alert:
     return Alert(
-        alert_id=f"a-{at.isoformat()}", kind=AlertKind.CONCEPT_DRIFT, severity=severity,
-        scope=AlertScope(strategy_id="s"), event_time=at, evidence={}, recommended_actions=[],
+        alert_id=f"a-{at.isoformat()}",
+        kind=AlertKind.CONCEPT_DRIFT,
+        severity=severity,
+        scope=AlertScope(strategy_id="s"),
+        event_time=at,
+        evidence={},
+        recommended_actions=[],
         dedup_key=dedup,
-    )  # fmt: skip
+    )
 
 
 def drive(
@@ -145,19 +163,26 @@ def test_a_promotion_then_rejections_with_their_outputs() -> None:
         ("v1", "v0", Promotion.PROMOTED)
     ]
     assert [s.promotion for s in summaries] == [
-        Promotion.PROMOTED, Promotion.KEPT_LAST_GOOD, Promotion.KEPT_LAST_GOOD
-    ]  # fmt: skip
+        Promotion.PROMOTED,
+        Promotion.KEPT_LAST_GOOD,
+        Promotion.KEPT_LAST_GOOD,
+    ]
     assert candidates[1].parent_version == "v1" and candidates[1].gate.reasons
     assert summaries[1].policy_versions.model_dump() == {
-        "champion": "v1", "candidate": "v2", "active": "v1"
-    }  # fmt: skip
+        "champion": "v1",
+        "candidate": "v2",
+        "active": "v1",
+    }
     assert summaries[0].drift == {"alerts": 0}
     assert {"feature_importance", "regimes", "combos", "performance"} <= set(summaries[0].stats)
     assert loop.metrics()[0].name == mn.POLICY_VERSION_INFO
     assert loop.metrics()[0].labels == (("version", "v1"),)
     assert [e.status for e in loop.archive.entries()] == [
-        "superseded", "active", "rejected", "rejected"
-    ]  # fmt: skip
+        "superseded",
+        "active",
+        "rejected",
+        "rejected",
+    ]
 
 
 def test_alert_triggered_runs_are_debounced() -> None:

@@ -33,15 +33,28 @@ def decisions(
     for cls, k, t, price, direction in signal_paths(rng, classes, bars):
         out.append(
             DecisionRecord(
-                event_id=f"{strategy}-{cls}{k}-{t}", run_id="t", mode="backtest",
-                strategy_id=strategy, symbol=f"{cls}{k}", classification=cls,
-                regime="trend", timeframe="15m", bar_ts=T0 + t * BAR,
-                price=price, p_hat=0.5 + direction * 0.1,
-                vol_hat=0.002, features={"x": float(rng.normal())}, current_weight=0.0,
-                equity=1e5, target_weight_raw=0.0, target_weight_final=0.0,
-                reasons=[], block_events=[], policy_version="v0",
+                event_id=f"{strategy}-{cls}{k}-{t}",
+                run_id="t",
+                mode="backtest",
+                strategy_id=strategy,
+                symbol=f"{cls}{k}",
+                classification=cls,
+                regime="trend",
+                timeframe="15m",
+                bar_ts=T0 + t * BAR,
+                price=price,
+                p_hat=0.5 + direction * 0.1,
+                vol_hat=0.002,
+                features={"x": float(rng.normal())},
+                current_weight=0.0,
+                equity=1e5,
+                target_weight_raw=0.0,
+                target_weight_final=0.0,
+                reasons=[],
+                block_events=[],
+                policy_version="v0",
             )
-        )  # fmt: skip
+        )
     return out
 
 

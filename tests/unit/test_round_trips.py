@@ -31,12 +31,24 @@ def test_simple_long_trip() -> None:
     trips = book.on_fill(fill("f2", "sell", 10, 110.0, HOUR_MS, fee=1.0, exit_reason="signal"))
     assert trips == [
         RoundTrip(
-            strategy_id="s1", symbol="AAA", classification="large_cap", regime=UNKNOWN_REGIME,
-            direction=1, qty=10.0, entry_ts_ms=T0_MS, exit_ts_ms=T0_MS + HOUR_MS,
-            entry_notional=1000.0, exit_notional=1100.0, fees=2.0, pnl=98.0, pnl_pct=0.098,
-            close_event_id="f2", exit_reason="signal", decision_id="d1",
+            strategy_id="s1",
+            symbol="AAA",
+            classification="large_cap",
+            regime=UNKNOWN_REGIME,
+            direction=1,
+            qty=10.0,
+            entry_ts_ms=T0_MS,
+            exit_ts_ms=T0_MS + HOUR_MS,
+            entry_notional=1000.0,
+            exit_notional=1100.0,
+            fees=2.0,
+            pnl=98.0,
+            pnl_pct=0.098,
+            close_event_id="f2",
+            exit_reason="signal",
+            decision_id="d1",
         )
-    ]  # fmt: skip
+    ]
     assert trips[0].hold_seconds == 3600.0
     assert trips[0].is_win
     assert book.position("s1", "AAA") == 0.0
@@ -45,12 +57,15 @@ def test_simple_long_trip() -> None:
 
 def test_partial_fills_make_one_trip() -> None:
     book = RoundTripBook()
-    trips = run(book, [
-        fill("f1", "buy", 4, 100.0, 0, fee=0.5),
-        fill("f2", "buy", 6, 101.0, MINUTE_MS, fee=0.5),
-        fill("f3", "sell", 5, 105.0, 2 * MINUTE_MS, fee=0.3),
-        fill("f4", "sell", 5, 103.0, 3 * MINUTE_MS, fee=0.2),
-    ])  # fmt: skip
+    trips = run(
+        book,
+        [
+            fill("f1", "buy", 4, 100.0, 0, fee=0.5),
+            fill("f2", "buy", 6, 101.0, MINUTE_MS, fee=0.5),
+            fill("f3", "sell", 5, 105.0, 2 * MINUTE_MS, fee=0.3),
+            fill("f4", "sell", 5, 103.0, 3 * MINUTE_MS, fee=0.2),
+        ],
+    )
     assert len(trips) == 1
     trip = trips[0]
     # cash = -400 - 606 + 525 + 515 = 34; fees 1.5
@@ -66,11 +81,14 @@ def test_partial_fills_make_one_trip() -> None:
 
 def test_short_trip_is_symmetric() -> None:
     book = RoundTripBook()
-    trips = run(book, [
-        fill("f1", "sell", 10, 50.0, 0, fee=0.5),
-        fill("f2", "buy", 4, 45.0, MINUTE_MS, fee=0.25),
-        fill("f3", "buy", 6, 45.0, 2 * MINUTE_MS, fee=0.25),
-    ])  # fmt: skip
+    trips = run(
+        book,
+        [
+            fill("f1", "sell", 10, 50.0, 0, fee=0.5),
+            fill("f2", "buy", 4, 45.0, MINUTE_MS, fee=0.25),
+            fill("f3", "buy", 6, 45.0, 2 * MINUTE_MS, fee=0.25),
+        ],
+    )
     assert len(trips) == 1
     trip = trips[0]
     assert trip.direction == -1
@@ -113,11 +131,14 @@ def test_fees_can_make_a_flat_trade_a_loss() -> None:
 
 def test_float_dust_counts_as_flat() -> None:
     book = RoundTripBook()
-    trips = run(book, [
-        fill("f1", "buy", 0.1, 10.0, 0),
-        fill("f2", "buy", 0.2, 10.0, 1),
-        fill("f3", "sell", 0.3, 11.0, 2),
-    ])  # fmt: skip
+    trips = run(
+        book,
+        [
+            fill("f1", "buy", 0.1, 10.0, 0),
+            fill("f2", "buy", 0.2, 10.0, 1),
+            fill("f3", "sell", 0.3, 11.0, 2),
+        ],
+    )
     assert len(trips) == 1
     assert book.open_positions == 0
 

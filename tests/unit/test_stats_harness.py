@@ -28,12 +28,27 @@ def record(
     symbol: str, bar: int, price: float, p_hat: float = 0.6, regime: str = "trend", **kw: float
 ) -> DecisionRecord:
     return DecisionRecord(
-        event_id=f"{symbol}-{bar}-{price}", run_id="t", mode="backtest", strategy_id="s",
-        symbol=symbol, classification="etf", regime=regime, timeframe="15m",
-        bar_ts=T0 + bar * BAR, price=price, p_hat=p_hat, vol_hat=0.002, features=kw,
-        current_weight=0.0, equity=1e5, target_weight_raw=0.0, target_weight_final=0.0,
-        reasons=[], block_events=[], policy_version="v0",
-    )  # fmt: skip
+        event_id=f"{symbol}-{bar}-{price}",
+        run_id="t",
+        mode="backtest",
+        strategy_id="s",
+        symbol=symbol,
+        classification="etf",
+        regime=regime,
+        timeframe="15m",
+        bar_ts=T0 + bar * BAR,
+        price=price,
+        p_hat=p_hat,
+        vol_hat=0.002,
+        features=kw,
+        current_weight=0.0,
+        equity=1e5,
+        target_weight_raw=0.0,
+        target_weight_final=0.0,
+        reasons=[],
+        block_events=[],
+        policy_version="v0",
+    )
 
 
 def market(bars: int, seed: int) -> list[DecisionRecord]:
@@ -48,9 +63,16 @@ def market(bars: int, seed: int) -> list[DecisionRecord]:
             regime = "trend" if (t // 50) % 2 == 0 else "range"
             direction = np.sign(returns[t]) if regime == "trend" else rng.choice([-1.0, 1.0])
             out.append(
-                record(symbol, t, float(price[t]), 0.5 + 0.1 * float(direction), regime,
-                       signal=float(returns[t] * 500 + rng.normal()), noise=float(rng.normal()))
-            )  # fmt: skip
+                record(
+                    symbol,
+                    t,
+                    float(price[t]),
+                    0.5 + 0.1 * float(direction),
+                    regime,
+                    signal=float(returns[t] * 500 + rng.normal()),
+                    noise=float(rng.normal()),
+                )
+            )
     return out
 
 
