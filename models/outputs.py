@@ -6,7 +6,7 @@ a redelivered output and a replay gives the same ids.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import Field, JsonValue
 
@@ -175,8 +175,3 @@ class DeadLetter(OutputModel):
     error: DeadLetterError
     raw_truncated: bool = False
     source_offset: Name | None = None
-
-
-def dump_json(model: OutputModel) -> dict[str, Any]:
-    """The JSON-ready dict of an output (times as RFC 3339 UTC strings)."""
-    return model.model_dump(mode="json")

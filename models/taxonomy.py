@@ -106,6 +106,16 @@ class AlertKind(StrEnum):
     DATA_QUALITY = "data_quality"
 
 
+DRIFT_KINDS: tuple[AlertKind, ...] = (
+    AlertKind.COVARIATE_DRIFT,
+    AlertKind.CONCEPT_DRIFT,
+    AlertKind.CALIBRATION_DRIFT,
+    AlertKind.PERFORMANCE_DRIFT,
+)
+"""The alert kinds of the drift detectors (the rest are audits and data quality): the router
+bounds their severity alike and the policy loop runs early on a high-severity one."""
+
+
 class Severity(StrEnum):
     INFO = "info"
     LOW = "low"

@@ -7,7 +7,6 @@ Default names; a deployment may put a prefix in front of every one (settings). I
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +15,6 @@ from pydantic import BaseModel
 from models.inputs import (
     DecisionRecord,
     ExecutionEvent,
-    InputModel,
     Outcome,
     PlanEvent,
     StandDownEvent,
@@ -59,22 +57,52 @@ class TopicSpec:
     compacted: bool = False
 
 
-def input_key(topic: str, value: InputModel) -> str:
-    """The Kafka key the contract gives an input record."""
-    if isinstance(value, StandDownEvent):
-        return value.scope.strategy_id or ALL_STRATEGIES_KEY
-    if isinstance(value, PlanEvent):
-        return value.strategy_id
-    return value.symbol
+@dataclass(frozen=True)
+class InputTopicSpec(TopicSpec):
+    """An input topic, with what the pipeline needs to know of it.
+
+    ``rank`` breaks ties at equal event time in the release order (a stand-down starting at a
+    bar covers that bar's decisions, so stand-downs come first); ranks are unique.
+    ``key_path`` is where the contract key sits in the value (``("scope", "strategy_id")``),
+    ``key_default`` the key when that field is absent or null (``*`` for an all-strategy
+    stand-down), None when the key is required.
+    """
+
+    rank: int = 0
+    key_path: tuple[str, ...] = ()
+    key_default: str | None = None
+
+    def key_of(self, value: Any) -> str | None:
+        """The contract key of a raw (unvalidated) JSON value, None if it has none."""
+        found: Any = value
+        for name in self.key_path:
+            found = found.get(name) if isinstance(found, dict) else None
+        if isinstance(found, str):
+            return found
+        return self.key_default if isinstance(value, dict) else None
 
 
-INPUT_TOPICS: dict[str, TopicSpec] = {
-    BAR_DECISIONS: TopicSpec(BAR_DECISIONS, DecisionRecord, "symbol"),
-    FILLS: TopicSpec(FILLS, ExecutionEvent, "symbol"),
-    STAND_DOWN: TopicSpec(STAND_DOWN, StandDownEvent, "scope.strategy_id, or * for all"),
-    PLANS: TopicSpec(PLANS, PlanEvent, "strategy_id"),
-    OUTCOMES: TopicSpec(OUTCOMES, Outcome, "symbol"),
+INPUT_TOPICS: dict[str, InputTopicSpec] = {
+    STAND_DOWN: InputTopicSpec(
+        STAND_DOWN,
+        StandDownEvent,
+        "scope.strategy_id, or * for all",
+        rank=0,
+        key_path=("scope", "strategy_id"),
+        key_default=ALL_STRATEGIES_KEY,
+    ),
+    PLANS: InputTopicSpec(PLANS, PlanEvent, "strategy_id", rank=1, key_path=("strategy_id",)),
+    BAR_DECISIONS: InputTopicSpec(
+        BAR_DECISIONS, DecisionRecord, "symbol", rank=2, key_path=("symbol",)
+    ),
+    FILLS: InputTopicSpec(FILLS, ExecutionEvent, "symbol", rank=3, key_path=("symbol",)),
+    OUTCOMES: InputTopicSpec(OUTCOMES, Outcome, "symbol", rank=4, key_path=("symbol",)),
 }
+"""Every input topic, in release-rank order. A new input topic is one entry here (and its
+model in ``models.inputs``); the reorder buffer, the keying of ``produce`` and the simulator
+read their ranks and keys from this table."""
+
+TOPIC_RANK: dict[str, int] = {name: spec.rank for name, spec in INPUT_TOPICS.items()}
 
 OUTPUT_TOPICS: dict[str, TopicSpec] = {
     ALERTS: TopicSpec(ALERTS, Alert, "dedup_key"),
@@ -97,5 +125,3 @@ OUTPUT_FILES: tuple[str, ...] = (
     DEAD_LETTERS,
 )
 """Output topics written one JSON Lines file each by replay (performance goes to a JSON file)."""
-
-KeyFn = Callable[[Any], str]

@@ -35,7 +35,7 @@ from models.inputs import (
     StandDownEvent,
 )
 from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, DeadLetterError, PerformanceRow
-from models.topics import DEAD_LETTERS
+from models.topics import DEAD_LETTERS, TOPIC_RANK
 from processors.audit.emergency_exits import EmergencyExitAudit
 from processors.audit.replan_guard import ReplanGuard, ReplanGuardConfig
 from processors.audit.stand_down_book import StandDownBook, StandDownConfig
@@ -43,7 +43,7 @@ from processors.core import metric_names as mn
 from processors.core.alert_router import AlertRouter, AlertRouterConfig
 from processors.core.base import DAY_MS, EMPTY, AlertSignal, Emitted, Envelope, MetricSample, Output
 from processors.core.dedup import DedupConfig, EventIdDedup
-from processors.core.reorder import TOPIC_RANK, ReorderBuffer
+from processors.core.reorder import ReorderBuffer
 from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
 from processors.drift.covariate_drift import CovariateDrift, CovariateDriftConfig
 from processors.drift.performance_drift import PerformanceDrift, PerformanceDriftConfig
@@ -51,7 +51,6 @@ from processors.performance.tables import PerformanceConfig, PerformanceTables
 from processors.policy.loop import LoopContext, PolicyLoop, PolicyLoopConfig
 
 NO_WATERMARK = -(2**62)
-END_OF_TIME = 2**62
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ class Pipeline:
             self._process(value, event_ms, out)
             return
         # ReorderBuffer.push, inlined (the hot path)
-        heappush(self.buffer.heap, (event_ms, TOPIC_RANK.get(topic, 9), key or "", seq, envelope))
+        heappush(self.buffer.heap, (event_ms, TOPIC_RANK[topic], key or "", seq, envelope))
 
     def _release(self, watermark_ms: int, out: list[Output]) -> None:
         if watermark_ms <= self.watermark_ms:

@@ -35,7 +35,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from models.codec import DecodeError, encode
-from models.topics import ALL_STRATEGIES_KEY, DEAD_LETTERS, INPUT_TOPICS, PLANS, STAND_DOWN
+from models.topics import DEAD_LETTERS, INPUT_TOPICS
 from processors.core.base import Output
 from processors.pipeline import Pipeline
 from streams.adapter import Rejected, decode_line, record_value_bytes
@@ -114,14 +114,7 @@ def parse_line(line: bytes) -> LineRecord | None:
 
 def contract_key(topic: str, value: Any) -> str | None:
     """The key the contract gives a (raw, unvalidated) value, None if it has none."""
-    if not isinstance(value, dict):
-        return None
-    if topic == STAND_DOWN:
-        scope = value.get("scope")
-        sid = scope.get("strategy_id") if isinstance(scope, dict) else None
-        return sid if isinstance(sid, str) else ALL_STRATEGIES_KEY
-    found = value.get("strategy_id" if topic == PLANS else "symbol")
-    return found if isinstance(found, str) else None
+    return INPUT_TOPICS[topic].key_of(value)
 
 
 def replay_lines(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -78,12 +78,16 @@ def _asyncapi(specs: dict[str, tuple[TopicSpec, str]]) -> dict[str, Any]:
 def generated_files() -> dict[str, bytes]:
     """Every generated file name and its exact bytes."""
     files: dict[str, bytes] = {}
-    for spec in INPUT_TOPICS.values():
-        files[f"{spec.model.__name__}.schema.json"] = _dump(_schema(spec.model, "validation"))
-    for spec in OUTPUT_TOPICS.values():
-        files[f"{spec.model.__name__}.schema.json"] = _dump(_schema(spec.model, "serialization"))
+    for input_spec in INPUT_TOPICS.values():
+        name = f"{input_spec.model.__name__}.schema.json"
+        files[name] = _dump(_schema(input_spec.model, "validation"))
+    for output_spec in OUTPUT_TOPICS.values():
+        name = f"{output_spec.model.__name__}.schema.json"
+        files[name] = _dump(_schema(output_spec.model, "serialization"))
     files["PolicyConfig.schema.json"] = _dump(_schema(PolicyConfig, "validation"))
-    directions = {name: (spec, "receive") for name, spec in INPUT_TOPICS.items()}
+    directions: dict[str, tuple[TopicSpec, str]] = {
+        name: (spec, "receive") for name, spec in INPUT_TOPICS.items()
+    }
     directions.update({name: (spec, "send") for name, spec in OUTPUT_TOPICS.items()})
     files["asyncapi.json"] = _dump(_asyncapi(directions))
     return files

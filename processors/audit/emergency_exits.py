@@ -67,7 +67,7 @@ class EmergencyExitAudit:
         self.audited = 0
         self.violations = 0
 
-    def on_decision(self, decision: DecisionRecord) -> Emitted:
+    def on_decision(self, decision: DecisionRecord, bar_ms: int | None = None) -> Emitted:
         """Nothing, or one ``emergency_exit_violation`` signal."""
         intent = decision.exit_intent
         if intent is None or not intent.emergency:

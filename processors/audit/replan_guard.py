@@ -104,7 +104,7 @@ class ReplanGuard:
         self.config = config or ReplanGuardConfig()
         self._strategies: dict[str, _StrategyState] = {}
 
-    def on_plan(self, plan: PlanEvent) -> Emitted:
+    def on_plan(self, plan: PlanEvent, ts_ms: int | None = None) -> Emitted:
         """One ReplanVerdict for ``plan``, and a churn signal when the day's limit is passed."""
         state = self._strategies.get(plan.strategy_id)
         if state is None:

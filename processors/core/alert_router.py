@@ -45,7 +45,7 @@ from pydantic import ValidationError
 
 from models.common import MAX_ENTRIES, MAX_STR, format_utc
 from models.outputs import Alert, AlertScope
-from models.taxonomy import AlertKind, Severity
+from models.taxonomy import DRIFT_KINDS, AlertKind, Severity
 from models.topics import ALERTS
 from processors.core import metric_names as mn
 from processors.core.base import DAY_MS, HOUR_MS, AlertSignal, MetricSample, Output, ms
@@ -53,9 +53,6 @@ from processors.core.base import DAY_MS, HOUR_MS, AlertSignal, MetricSample, Out
 STATE_VERSION = 1
 K = AlertKind
 S = Severity
-DRIFT_KINDS = frozenset(
-    {K.COVARIATE_DRIFT, K.CONCEPT_DRIFT, K.CALIBRATION_DRIFT, K.PERFORMANCE_DRIFT}
-)
 SEVERITY_BOUNDS: dict[AlertKind, tuple[Severity, Severity]] = {
     K.STAND_DOWN_VIOLATION: (S.HIGH, S.CRITICAL),
     K.EMERGENCY_EXIT_VIOLATION: (S.HIGH, S.CRITICAL),

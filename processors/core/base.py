@@ -9,6 +9,7 @@ and never mutates its inputs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -126,6 +127,23 @@ class Processor(Protocol):
     def metrics(self) -> list[MetricSample]:
         """Current values of the metrics this processor owns."""
         ...
+
+
+class StateVersionError(ValueError):
+    """A snapshot was written by another version of a processor's state layout."""
+
+
+def check_state_version(state: Mapping[str, Any], expected: int, owner: str) -> None:
+    """Raise ``StateVersionError`` unless ``state["version"] == expected``.
+
+    Every processor writes ``"version": STATE_VERSION`` into its snapshot and calls this first
+    in ``restore``, so a checkpoint of an older layout fails loudly instead of restoring
+    garbage (a worker then starts from an earlier checkpoint or from the beginning)."""
+    found = state.get("version")
+    if found != expected:
+        raise StateVersionError(
+            f"{owner}: snapshot has state version {found!r}, this build reads {expected}"
+        )
 
 
 def ms(value: datetime) -> int:

@@ -15,12 +15,9 @@ from __future__ import annotations
 import heapq
 from typing import Any
 
+from models.topics import INPUT_TOPICS, TOPIC_RANK
 from processors.core.base import Envelope
 
-TOPIC_RANK = {"stand_down": 0, "plans": 1, "bar_decisions": 2, "fills": 3, "outcomes": 4}
-"""Tie-break at equal event time: a stand-down starting at a bar covers that bar's decisions."""
-
-SortKey = tuple[int, int, str, int]
 # (event ms, topic rank, key, sequence, envelope): flat, so a push allocates one tuple. The
 # first four are unique per record (the sequence is per topic and key), so the envelope is
 # never compared.
@@ -44,11 +41,8 @@ class ReorderBuffer:
     def push(self, event_ms: int, seq: int, envelope: Envelope) -> None:
         heapq.heappush(
             self._heap,
-            (event_ms, TOPIC_RANK.get(envelope.topic, 9), envelope.key or "", seq, envelope),
+            (event_ms, TOPIC_RANK[envelope.topic], envelope.key or "", seq, envelope),
         )
-
-    def peek_ms(self) -> int | None:
-        return self._heap[0][0] if self._heap else None
 
     def pop(self) -> tuple[int, Envelope]:
         item = heapq.heappop(self._heap)
@@ -80,8 +74,6 @@ class ReorderBuffer:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        from models.topics import INPUT_TOPICS
-
         self._sequence = {(str(t), str(k)): int(s) for t, k, s in state["sequence"]}
         self._heap = []
         for sort_key, topic, key, source, timestamp_ms, value in state["held"]:

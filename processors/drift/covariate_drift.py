@@ -202,7 +202,7 @@ class CovariateDrift:
         self.ignored_features = 0
         self._symbols: dict[str, int] = {}
 
-    def on_decision(self, d: DecisionRecord) -> Emitted:
+    def on_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> Emitted:
         emitted = EMPTY
         group_key = (d.strategy_id, d.classification)
         group = self._groups.get(group_key)

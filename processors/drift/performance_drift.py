@@ -88,7 +88,7 @@ class PerformanceDrift:
         self.config = config or PerformanceDriftConfig()
         self._strategies: dict[str, _Strategy] = {}
 
-    def on_round_trip(self, t: RoundTrip) -> Emitted:
+    def on_round_trip(self, t: RoundTrip, close_ms: int | None = None) -> Emitted:
         emitted = EMPTY
         cfg = self.config
         s = self._strategies.get(t.strategy_id)

@@ -53,7 +53,14 @@ from models.outputs import (
     TimeWindow,
 )
 from models.policy import EngineParams, PolicyConfig
-from models.taxonomy import AlertKind, CandidateStatus, GateDecision, Promotion, Severity
+from models.taxonomy import (
+    DRIFT_KINDS,
+    AlertKind,
+    CandidateStatus,
+    GateDecision,
+    Promotion,
+    Severity,
+)
 from models.topics import DEFAULT_POLICY_SCOPE as POLICY_SCOPE
 from models.topics import FEEDBACK_SUMMARIES, POLICY_CANDIDATES, POLICY_UPDATES
 from processors.core import metric_names as mn
@@ -67,7 +74,6 @@ from processors.policy.stats_harness import StatsHarnessConfig, json_ready, run_
 
 STATE_VERSION = 1
 ROLLBACK_DEDUP_PREFIX = "policy_rollback|"
-DRIFT_KINDS = tuple(kind for kind in AlertKind if kind.value.endswith("_drift"))
 
 
 def default_policy() -> PolicyConfig:

@@ -21,10 +21,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from models.topics import TOPIC_RANK
 from streams.simulator.config import UniformStream, rng_for
 from streams.simulator.faults import MALFORMED_KINDS, conflicting_copy, malformed_line
 
-RANK = {"stand_down": 0, "plans": 1, "bar_decisions": 2, "fills": 3, "outcomes": 4}
 DUPLICATE_KINDS = ("exact_now", "exact_later", "conflicting")
 WRITE_BUFFER = 1 << 20
 SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
@@ -91,12 +91,12 @@ class ReplayWriter:
     ) -> None:
         """Queue a record that arrives at ``arrival_ms``."""
         self._seq += 1
-        item = (arrival_ms, RANK[topic], self._seq, topic, key, event_ms, value, sort_keys)
+        item = (arrival_ms, TOPIC_RANK[topic], self._seq, topic, key, event_ms, value, sort_keys)
         heapq.heappush(self._queue, item)
 
     def flush_before(self, arrival_ms: int, topic: str) -> None:
         """Write queued records arriving before (arrival_ms, rank of topic)."""
-        point = (arrival_ms, RANK[topic])
+        point = (arrival_ms, TOPIC_RANK[topic])
         queue = self._queue
         while queue and (queue[0][0], queue[0][1]) < point:
             _, _, _, topic_, key, event_ms, value, sort_keys = heapq.heappop(queue)

@@ -1,4 +1,4 @@
-"""Golden decisions of the policy engine for every branch, decision records, the proxy p_hat."""
+"""Golden decisions of the policy engine for every branch and decision records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 
@@ -18,7 +17,6 @@ from models.taxonomy import Mode, StandDownSource
 from models.taxonomy import ReasonCode as R
 from processors.audit.emergency_exits import rules_broken
 from processors.policy.engine import EngineDecision, EngineInputs, decide, decision_record
-from processors.proxy_signal import MomentumZScore, MomentumZScoreConfig, proxy_p_hat
 
 T0 = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 # A frictionless engine: no dead zone past tau, no band, no notional floor, no cooldown.
@@ -306,60 +304,3 @@ def test_stand_down_info_is_written_only_under_a_stand_down() -> None:
     covered = record(inputs(current_weight=0.2, stand_down_active=True), policy(), stand_down=info)
     assert covered.stand_down == info and covered.target_weight_final == 0.0
     assert record(inputs(), policy(), stand_down=info).stand_down is None
-
-
-# --- proxy p_hat ---------------------------------------------------------------------------
-
-
-def test_proxy_p_hat_formula() -> None:
-    assert proxy_p_hat(0.0, 2.0) == 0.5
-    assert proxy_p_hat(1.0, 1.0) == pytest.approx(0.8807970779778823, rel=1e-15)
-    assert proxy_p_hat(-1.0, 1.0) == pytest.approx(1.0 - 0.8807970779778823, rel=1e-14)
-    assert proxy_p_hat(0.5, 2.0) == proxy_p_hat(1.0, 1.0)
-    assert proxy_p_hat(50.0, 1.0) == 1.0 and proxy_p_hat(-50.0, 1.0) == 0.0
-    assert proxy_p_hat(math.nan, 1.0) == 0.5 and proxy_p_hat(math.inf, 1.0) == 0.5
-
-
-def test_momentum_zscore_matches_a_direct_computation() -> None:
-    values = np.random.default_rng(11).normal(3.0, 2.0, 400).tolist()
-    z = MomentumZScore(MomentumZScoreConfig(window=7, min_periods=4))
-    for i, x in enumerate(values):
-        got = z.update("momo|AAPL", x)
-        window = np.array(values[max(0, i - 6) : i + 1])
-        expected = 0.0 if i < 3 else (x - window.mean()) / window.std(ddof=1)
-        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
-    twin = MomentumZScore(MomentumZScoreConfig(window=7, min_periods=4))
-    for x in values:
-        twin.update("momo|AAPL", x)
-    assert z.p_hat("momo|AAPL", 2.5, 1.5) == proxy_p_hat(twin.update("momo|AAPL", 2.5), 1.5)
-
-
-def test_momentum_zscore_edge_cases() -> None:
-    z = MomentumZScore(MomentumZScoreConfig(window=5, min_periods=2))
-    assert z.update("k", 1.0) == 0.0  # warming up
-    assert z.update("k", 1.0) == 0.0  # no spread
-    assert z.update("k", math.nan) == 0.0  # ignored
-    assert z.snapshot()["windows"]["k"]["values"] == [1.0, 1.0]
-    assert z.update("k", 3.0) == pytest.approx((3.0 - 5.0 / 3.0) / math.sqrt(4.0 / 3.0))
-    assert len(z) == 1 and z.metrics() == []
-
-
-def test_momentum_zscore_stays_accurate_on_long_offset_series() -> None:
-    values = (1e6 + np.random.default_rng(5).normal(0.0, 1.0, 5000)).tolist()
-    z = MomentumZScore(MomentumZScoreConfig(window=50, min_periods=10))
-    got = [z.update("k", x) for x in values]
-    window = np.array(values[-50:])
-    assert got[-1] == pytest.approx((values[-1] - window.mean()) / window.std(ddof=1), rel=1e-7)
-
-
-def test_momentum_zscore_snapshot_restore_continues_identically() -> None:
-    values = np.random.default_rng(3).normal(0.0, 1.0, 300).tolist()
-    config = MomentumZScoreConfig(window=20, min_periods=5)
-    straight, first = MomentumZScore(config), MomentumZScore(config)
-    expected = [straight.update(f"k{i % 3}", x) for i, x in enumerate(values)]
-    got = [first.update(f"k{i % 3}", x) for i, x in enumerate(values[:137])]
-    second = MomentumZScore(config)
-    second.restore(orjson.loads(orjson.dumps(first.snapshot())))
-    got += [second.update(f"k{i % 3}", x) for i, x in enumerate(values[137:], start=137)]
-    assert got == expected
-    assert orjson.dumps(second.snapshot()) == orjson.dumps(straight.snapshot())

@@ -20,7 +20,7 @@ import pytest
 from models.codec import DecodeError, decode_obj
 from models.common import to_ms
 from models.inputs import DecisionRecord, ExecutionEvent, Outcome, PlanEvent, StandDownEvent
-from models.topics import INPUT_TOPICS, input_key
+from models.topics import INPUT_TOPICS
 from streams.simulator import MALFORMED_KINDS, GroundTruth, SimulationConfig, simulate, truth_path
 
 SMALL = SimulationConfig(seed=11, days=2, symbols=6)
@@ -95,7 +95,7 @@ def test_good_lines_have_contract_keys_and_event_time_timestamps(
 ) -> None:
     _, _, replay = small
     for topic, key, timestamp_ms, model in replay.good.values():
-        assert key == input_key(topic, model)
+        assert key == INPUT_TOPICS[topic].key_of(model.model_dump(mode="json"))
         assert timestamp_ms == to_ms(model.event_time)
 
 
