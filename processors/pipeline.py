@@ -20,58 +20,33 @@ The watermark is, by default, the largest event time seen minus ``allowed_latene
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from heapq import heappop, heappush
+from heapq import heappop
 from typing import Any
 
 from models.codec import DecodeError
 from models.common import to_ms
-from models.inputs import (
-    DecisionRecord,
-    ExecutionEvent,
-    InputModel,
-    Outcome,
-    PlanEvent,
-    StandDownEvent,
-)
 from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, DeadLetterError, PerformanceRow
-from models.topics import DEAD_LETTERS, TOPIC_RANK
-from processors.audit.emergency_exits import EmergencyExitAudit
-from processors.audit.replan_guard import ReplanGuard, ReplanGuardConfig
-from processors.audit.stand_down_book import StandDownBook, StandDownConfig
+from models.topics import DEAD_LETTERS
 from processors.core import metric_names as mn
-from processors.core.alert_router import AlertRouter, AlertRouterConfig
-from processors.core.base import DAY_MS, EMPTY, AlertSignal, Emitted, Envelope, MetricSample, Output
-from processors.core.dedup import DedupConfig, EventIdDedup
+from processors.core.alert_router import AlertRouter
+from processors.core.base import (
+    EMPTY,
+    AlertSignal,
+    Emitted,
+    Envelope,
+    Handler,
+    MetricSample,
+    Output,
+)
+from processors.core.dedup import EventIdDedup
 from processors.core.reorder import ReorderBuffer
-from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
-from processors.drift.covariate_drift import CovariateDrift, CovariateDriftConfig
-from processors.drift.performance_drift import PerformanceDrift, PerformanceDriftConfig
-from processors.performance.tables import PerformanceConfig, PerformanceTables
-from processors.policy.loop import LoopContext, PolicyLoop, PolicyLoopConfig
+from processors.performance import PerformanceTables
+from processors.policy import LoopContext, PolicyLoop
+from processors.stages import STAGES, PipelineConfig
+
+__all__ = ["NO_WATERMARK", "Pipeline", "PipelineConfig"]
 
 NO_WATERMARK = -(2**62)
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Every processor's configuration; the defaults are the embedded default of the demo."""
-
-    allowed_lateness_ms: int = 15 * 60 * 1000
-    dedup: DedupConfig = field(default_factory=DedupConfig)
-    # compacted topic: one snapshot of every changed row per event-time day is plenty
-    performance: PerformanceConfig = field(
-        default_factory=lambda: PerformanceConfig(snapshot_interval_ms=DAY_MS)
-    )
-    replan: ReplanGuardConfig = field(default_factory=ReplanGuardConfig)
-    stand_down: StandDownConfig = field(
-        default_factory=lambda: StandDownConfig(allowed_lateness_ms=0)
-    )
-    covariate: CovariateDriftConfig = field(default_factory=CovariateDriftConfig)
-    concept: ConceptDriftConfig = field(default_factory=ConceptDriftConfig)
-    performance_drift: PerformanceDriftConfig = field(default_factory=PerformanceDriftConfig)
-    alerts: AlertRouterConfig = field(default_factory=AlertRouterConfig)
-    policy_loop: PolicyLoopConfig = field(default_factory=PolicyLoopConfig)
 
 
 class Pipeline:
@@ -82,15 +57,26 @@ class Pipeline:
         cfg = self.config
         self.dedup = EventIdDedup(cfg.dedup)
         self.buffer = ReorderBuffer()
-        self.performance = PerformanceTables(cfg.performance)
-        self.replan_guard = ReplanGuard(cfg.replan)
-        self.stand_downs = StandDownBook(cfg.stand_down)
-        self.emergency_exits = EmergencyExitAudit()
-        self.covariate = CovariateDrift(cfg.covariate)
-        self.concept = ConceptDrift(cfg.concept)
-        self.performance_drift = PerformanceDrift(cfg.performance_drift)
-        self.router = AlertRouter(cfg.alerts)
-        self.policy_loop = PolicyLoop(cfg.policy_loop)
+        self.stages: dict[str, Any] = {spec.name: spec.build(cfg) for spec in STAGES}
+        self.router: AlertRouter = self.stages["router"]
+        self.policy_loop: PolicyLoop = self.stages["policy_loop"]
+        self.performance: PerformanceTables = self.stages["performance"]
+        fleet_wide = (self.router, self.policy_loop)
+        self._routes: dict[type, tuple[Handler, ...]] = {}
+        for stage in self.stages.values():
+            for record_type, method in type(stage).takes.items():
+                handler = getattr(stage, method)
+                self._routes[record_type] = (*self._routes.get(record_type, ()), handler)
+        self._tickers = tuple(
+            stage.on_tick
+            for stage in self.stages.values()
+            if type(stage).timers and stage not in fleet_wide
+        )
+        self._drift_summaries = tuple(
+            (spec.drift_summary, self.stages[spec.name])
+            for spec in STAGES
+            if spec.drift_summary is not None
+        )
         self.max_event_ms = NO_WATERMARK
         self.watermark_ms = NO_WATERMARK
         self._ticked_ms = NO_WATERMARK
@@ -150,13 +136,22 @@ class Pipeline:
         return self._count_outputs(out)
 
     def finish(self) -> list[Output]:
-        """End of a finite input: release everything and flush what processors hold."""
+        """End of a finite input: release everything and flush what the stages hold (their
+        signals first, through the router, then the router's own, then final tables)."""
         out: list[Output] = []
         self._release(self.max_event_ms, out)
-        self._route((self.stand_downs.flush(), self.concept.flush()), out)
+        end_ms = max(self.max_event_ms, 0)
+        self._route(self._finish("signals", end_ms), out)
         self._alerts(self.router.flush(), out)
-        self._route((self.performance.flush(max(self.max_event_ms, 0)),), out)
+        self._route(self._finish("rows", end_ms), out)
         return self._count_outputs(out)
+
+    def _finish(self, phase: str, end_ms: int) -> tuple[Emitted, ...]:
+        return tuple(
+            spec.finish(self.stages[spec.name], end_ms)
+            for spec in STAGES
+            if spec.finish is not None and spec.finish_phase == phase
+        )
 
     # -- internals -------------------------------------------------------------------------
     # The hot path: every input passes _accept, the heap and _process, and almost every
@@ -182,8 +177,7 @@ class Pipeline:
             self.late[topic] = self.late.get(topic, 0) + 1
             self._process(value, event_ms, out)
             return
-        # ReorderBuffer.push, inlined (the hot path)
-        heappush(self.buffer.heap, (event_ms, TOPIC_RANK[topic], key or "", seq, envelope))
+        self.buffer.push(event_ms, seq, envelope)
 
     def _release(self, watermark_ms: int, out: list[Output]) -> None:
         if watermark_ms <= self.watermark_ms:
@@ -218,44 +212,27 @@ class Pipeline:
         if upto_ms <= self._ticked_ms:
             return
         self._ticked_ms = upto_ms
-        performance = self.performance.on_tick(upto_ms)
-        stand_downs = self.stand_downs.on_tick(upto_ms)
-        concept = self.concept.on_tick(upto_ms)
-        if performance is not EMPTY or stand_downs is not EMPTY or concept is not EMPTY:
-            self._route((performance, stand_downs, concept), out)
+        fired = tuple(on_tick(upto_ms) for on_tick in self._tickers)
+        if any(emitted is not EMPTY for emitted in fired):
+            self._route(fired, out)
         alerts = self.router.on_tick(upto_ms)
         if alerts:
             self._alerts(alerts, out)
 
-    def _process(self, value: InputModel, event_ms: int, out: list[Output]) -> None:
-        """One released (or late) input; ``event_ms`` is its event time in ms."""
-        if isinstance(value, DecisionRecord):
-            self.performance.on_decision(value, event_ms)
-            self.policy_loop.on_decision(value, event_ms)
-            stand_downs = self.stand_downs.on_decision(value, event_ms)
-            exits = self.emergency_exits.on_decision(value)
-            covariate = self.covariate.on_decision(value)
-            concept = self.concept.on_decision(value, event_ms)
-            if (
-                stand_downs is not EMPTY
-                or exits is not EMPTY
-                or covariate is not EMPTY
-                or concept is not EMPTY
-            ):
-                self._route((stand_downs, exits, covariate, concept), out)
-        elif isinstance(value, Outcome):
-            concept = self.concept.on_outcome(value, event_ms)
-            if concept is not EMPTY:
-                self._route((concept,), out)
-        elif isinstance(value, ExecutionEvent):
-            for trip in self.performance.on_fill(value, event_ms):
-                drift = self.performance_drift.on_round_trip(trip)
-                if drift is not EMPTY:
-                    self._route((drift,), out)
-        elif isinstance(value, StandDownEvent):
-            self._route((self.stand_downs.on_stand_down(value),), out)
-        elif isinstance(value, PlanEvent):
-            self._route((self.replan_guard.on_plan(value),), out)
+    def _process(self, value: Any, event_ms: int, out: list[Output]) -> None:
+        """One released (or late) input, or a record a stage derived; ``event_ms`` is its
+        event time in ms. Every stage that takes its type handles it, in table order; the
+        records they derive are processed after, one by one."""
+        handlers = self._routes.get(type(value))
+        if handlers is None:
+            return
+        emitted = tuple(handler(value, event_ms) for handler in handlers)
+        if all(item is EMPTY for item in emitted):
+            return
+        self._route(emitted, out)
+        for item in emitted:
+            for record in item.derived:
+                self._process(record, event_ms, out)
 
     def _route(self, emitted: tuple[Emitted, ...], out: list[Output]) -> None:
         """The outputs of ``emitted`` in order, then the alerts of all their signals."""
@@ -277,11 +254,7 @@ class Pipeline:
 
     def _loop_context(self, upto_ms: int) -> LoopContext:
         return LoopContext(
-            drift={
-                "covariate": self.covariate.summary(),
-                "concept": self.concept.summary(),
-                "performance": self.performance_drift.summary(),
-            },
+            drift={name: stage.summary() for name, stage in self._drift_summaries},
             performance=self.performance.report(max(upto_ms, 0)),
         )
 
@@ -313,38 +286,13 @@ class Pipeline:
         samples.append(MetricSample(mn.BUFFERED_EVENTS, (), float(len(self.buffer))))
         if self.watermark_ms > NO_WATERMARK:
             samples.append(MetricSample(mn.WATERMARK_SECONDS, (), self.watermark_ms / 1000.0))
-        for processor in self._processors():
-            samples.extend(processor.metrics())
+        for stage in self.stages.values():
+            samples.extend(stage.metrics())
         return samples
-
-    def _processors(self) -> list[Any]:
-        return [
-            self.performance,
-            self.replan_guard,
-            self.stand_downs,
-            self.emergency_exits,
-            self.covariate,
-            self.concept,
-            self.performance_drift,
-            self.router,
-            self.policy_loop,
-        ]
-
-    _STATE_NAMES = (
-        "performance",
-        "replan_guard",
-        "stand_downs",
-        "emergency_exits",
-        "covariate",
-        "concept",
-        "performance_drift",
-        "router",
-        "policy_loop",
-    )
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state, JSON-serialisable."""
-        state: dict[str, Any] = {name: getattr(self, name).snapshot() for name in self._STATE_NAMES}
+        state: dict[str, Any] = {name: stage.snapshot() for name, stage in self.stages.items()}
         state["dedup"] = self.dedup.snapshot()
         state["buffer"] = self.buffer.snapshot()
         state["clock"] = [self.max_event_ms, self.watermark_ms, self._ticked_ms]
@@ -354,8 +302,8 @@ class Pipeline:
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
-        for name in self._STATE_NAMES:
-            getattr(self, name).restore(state[name])
+        for name, stage in self.stages.items():
+            stage.restore(state[name])
         self.dedup.restore(state["dedup"])
         self.buffer.restore(state["buffer"])
         self.max_event_ms, self.watermark_ms, self._ticked_ms = (int(v) for v in state["clock"])

@@ -18,14 +18,16 @@ empty.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from models.common import format_utc
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, BlockEvent, Severity
-from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample
+from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample, check_state_version
+from processors.core.config_checks import NON_NEGATIVE, check_bounds
 
 STATE_VERSION = 1
 MISSING_COOLDOWN = "missing_cooldown"
@@ -40,6 +42,12 @@ class EmergencyExitConfig:
 
     zero_weight_tolerance: float = 0.0
     severity: Severity = Severity.HIGH
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {"zero_weight_tolerance": NON_NEGATIVE},
+        )
 
 
 def rules_broken(decision: DecisionRecord, zero_weight_tolerance: float = 0.0) -> list[str]:
@@ -61,6 +69,13 @@ def rules_broken(decision: DecisionRecord, zero_weight_tolerance: float = 0.0) -
 
 class EmergencyExitAudit:
     """Checks every decision with emergency exit intent; see the module docstring."""
+
+    takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision"}
+    timers: ClassVar[bool] = False
+
+    def on_tick(self, watermark_ms: int) -> Emitted:
+        """No timers: nothing to fire."""
+        return EMPTY
 
     def __init__(self, config: EmergencyExitConfig | None = None) -> None:
         self.config = config or EmergencyExitConfig()
@@ -105,5 +120,6 @@ class EmergencyExitAudit:
         return {"version": STATE_VERSION, "audited": self.audited, "violations": self.violations}
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_state_version(state, STATE_VERSION, "EmergencyExitAudit")
         self.audited = int(state.get("audited", 0))
         self.violations = int(state.get("violations", 0))

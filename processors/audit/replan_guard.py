@@ -27,9 +27,10 @@ changed paths.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from models.common import EPOCH, MAX_ENTRIES, MAX_STR
 from models.inputs import PlanEvent
@@ -44,7 +45,17 @@ from processors.audit.plan_fingerprint import (
     view_fingerprint,
 )
 from processors.core import metric_names as mn
-from processors.core.base import DAY_MS, AlertSignal, Emitted, MetricSample, Output, ms
+from processors.core.base import (
+    DAY_MS,
+    EMPTY,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    Output,
+    check_state_version,
+    ms,
+)
+from processors.core.config_checks import at_least, check_bounds
 
 STATE_VERSION = 1
 
@@ -59,6 +70,12 @@ class ReplanGuardConfig:
     churn_limit_per_day: int = 12
     days_kept: int = 2
     churn_severity: Severity = Severity.MEDIUM
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {"churn_limit_per_day": at_least(1), "days_kept": at_least(1)},
+        )
 
 
 def clamp_text(text: str, limit: int = MAX_STR) -> str:
@@ -99,6 +116,13 @@ class _StrategyState:
 
 class ReplanGuard:
     """Gate on a strategy's plans: accepted when materially new, suppressed otherwise."""
+
+    takes: ClassVar[Mapping[type, str]] = {PlanEvent: "on_plan"}
+    timers: ClassVar[bool] = False
+
+    def on_tick(self, watermark_ms: int) -> Emitted:
+        """No timers: nothing to fire."""
+        return EMPTY
 
     def __init__(self, config: ReplanGuardConfig | None = None) -> None:
         self.config = config or ReplanGuardConfig()
@@ -246,6 +270,7 @@ class ReplanGuard:
         return {"version": STATE_VERSION, "strategies": strategies}
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_state_version(state, STATE_VERSION, "ReplanGuard")
         restored: dict[str, _StrategyState] = {}
         for strategy_id, item in state.get("strategies", {}).items():
             current_day = item.get("current_day")

@@ -45,9 +45,10 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from models.common import format_utc
 from models.inputs import DecisionRecord, StandDownEvent
@@ -67,7 +68,16 @@ from processors.audit.stand_down_timeline import (
     time_text,
 )
 from processors.core import metric_names as mn
-from processors.core.base import DAY_MS, EMPTY, AlertSignal, Emitted, MetricSample, ms
+from processors.core.base import (
+    DAY_MS,
+    EMPTY,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    check_state_version,
+    ms,
+)
+from processors.core.config_checks import NON_NEGATIVE, check_bounds
 
 STATE_VERSION = 1
 NEVER = 2**62
@@ -92,9 +102,25 @@ class StandDownConfig:
     missing_severity: Severity = Severity.MEDIUM
     unknown_severity: Severity = Severity.LOW
 
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "allowed_lateness_ms": NON_NEGATIVE,
+                "history_ms": NON_NEGATIVE,
+                "zero_weight_tolerance": NON_NEGATIVE,
+            },
+        )
+
 
 class StandDownBook:
     """Stand-downs per scope, and the delayed audit of every decision against them."""
+
+    takes: ClassVar[Mapping[type, str]] = {
+        StandDownEvent: "on_stand_down",
+        DecisionRecord: "on_decision",
+    }
+    timers: ClassVar[bool] = True
 
     def __init__(self, config: StandDownConfig | None = None) -> None:
         self.config = config or StandDownConfig()
@@ -344,6 +370,7 @@ class StandDownBook:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_state_version(state, STATE_VERSION, "StandDownBook")
         watermark = state.get("watermark_ms")
         self._watermark_ms = None if watermark is None else int(watermark)
         self._seq = int(state.get("seq", 0))

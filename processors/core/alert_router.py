@@ -37,9 +37,10 @@ import hashlib
 import heapq
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -48,7 +49,16 @@ from models.outputs import Alert, AlertScope
 from models.taxonomy import DRIFT_KINDS, AlertKind, Severity
 from models.topics import ALERTS
 from processors.core import metric_names as mn
-from processors.core.base import DAY_MS, HOUR_MS, AlertSignal, MetricSample, Output, ms
+from processors.core.base import (
+    DAY_MS,
+    HOUR_MS,
+    AlertSignal,
+    MetricSample,
+    Output,
+    check_state_version,
+    ms,
+)
+from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, check_bounds
 
 STATE_VERSION = 1
 K = AlertKind
@@ -126,6 +136,18 @@ class AlertRouterConfig:
         ("performance_drift", "effect_size", 1.0),
     )
 
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "rate_limit_ms": NON_NEGATIVE,
+                "max_alerts_per_hour": at_least(1),
+                "repeat_count": at_least(1),
+                "repeat_window_ms": POSITIVE,
+                "high_p_value": OPEN_UNIT,
+            },
+        )
+
 
 class _Window:
     __slots__ = ("close_ms", "first", "folded", "last", "severity")
@@ -177,6 +199,9 @@ def _bounded_key(key: str) -> str:
 
 class AlertRouter:
     """Severity, dedup, event-time rate limit, folding and the fleet budget."""
+
+    takes: ClassVar[Mapping[type, str]] = {}
+    timers: ClassVar[bool] = True
 
     def __init__(self, config: AlertRouterConfig | None = None) -> None:
         self.config = config or AlertRouterConfig()
@@ -357,6 +382,7 @@ class AlertRouter:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_state_version(state, STATE_VERSION, "AlertRouter")
         self._windows = {}
         for key, close_ms, folded, severity, first, last in state["windows"]:
             window = _Window(int(close_ms))

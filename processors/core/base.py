@@ -9,10 +9,10 @@ and never mutates its inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from models.common import OutputModel, to_ms
 from models.inputs import InputModel
@@ -88,12 +88,17 @@ class Emitted:
 
     outputs: list[Output] = field(default_factory=list)
     signals: list[AlertSignal] = field(default_factory=list)
+    derived: list[Any] = field(default_factory=list)
+    """Records for other stages (e.g. the round trips a fill closed), routed by their type
+    like inputs, after this call's outputs and signals."""
 
     def extend(self, other: Emitted) -> None:
         if other.outputs:
             self.outputs.extend(other.outputs)
         if other.signals:
             self.signals.extend(other.signals)
+        if other.derived:
+            self.derived.extend(other.derived)
 
 
 class _ReadOnlyList(list):  # type: ignore[type-arg]
@@ -108,13 +113,31 @@ class _ReadOnlyList(list):  # type: ignore[type-arg]
     pop = remove = clear = sort = reverse = __imul__ = _refuse  # type: ignore[assignment]
 
 
-EMPTY = Emitted(_ReadOnlyList(), _ReadOnlyList())
+EMPTY = Emitted(_ReadOnlyList(), _ReadOnlyList(), _ReadOnlyList())
 """The shared "nothing happened" result: the per-event fast paths return it instead of
 allocating; compare with ``is EMPTY`` to skip routing."""
 
 
+Handler = Callable[[Any, int], Emitted]
+"""A stage's handler of one record type: ``(record, event_ms) -> Emitted``."""
+
+
 class Processor(Protocol):
-    """The part every processor has in common."""
+    """What every stage of the pipeline has (``processors.stages`` lists them).
+
+    ``takes`` maps each record type the stage consumes (an input model, or a record another
+    stage derives, such as ``RoundTrip``) to the name of its handler, a method
+    ``(record, event_ms) -> Emitted``; the pipeline routes by this map. ``timers`` says
+    whether ``on_tick`` has anything to do; the pipeline calls ``on_tick(upto_ms)`` ("every
+    record up to ``upto_ms`` is in") only on stages with timers.
+    """
+
+    takes: ClassVar[Mapping[type, str]]
+    timers: ClassVar[bool]
+
+    def on_tick(self, watermark_ms: int) -> Any:
+        """Fire the timers due up to ``watermark_ms``."""
+        ...
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-serialisable copy of the whole state."""

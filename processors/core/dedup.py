@@ -15,11 +15,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from processors.core.base import DAY_MS
+from processors.core.config_checks import POSITIVE, check_bounds
 
 
 @dataclass(frozen=True)
 class DedupConfig:
     ttl_ms: int = 7 * DAY_MS
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {"ttl_ms": POSITIVE},
+        )
 
 
 class EventIdDedup:

@@ -1,7 +1,7 @@
 """Online drift detection: covariate drift of decision features, concept and calibration drift
 of p_hat against late labels (joined in decision-time order by ``truth`` and ``label_order``),
-performance drift of realised round trips; ADWIN and the multiple-testing corrections they
-share."""
+performance drift of realised round trips; the ADWIN adapter and the Bonferroni correction
+they share."""
 
 from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
 from processors.drift.covariate_drift import CovariateDrift, CovariateDriftConfig

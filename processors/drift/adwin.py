@@ -1,12 +1,20 @@
-"""river's ADWIN with a cheaper per-value update, for the detectors' hot paths.
+"""river's ADWIN behind one adapter: the only module that touches river's private internals.
 
-``river.drift.ADWIN.update(x)`` is a Python wrapper around its Rust core: reset the window
-if the previous value signalled a drift, then ``_drift_detected = _helper.update(x)``.
+``river.drift.ADWIN.update(x)`` is a Python wrapper around its compiled core: reset the
+window if the previous value signalled a drift, then ``_drift_detected = _helper.update(x)``.
 ``update_adwin(detector, x)`` does exactly that (same state, same result, same pickle) and
-returns the new ``drift_detected``; callers in a loop inline the same three lines when
-``FAST_UPDATE`` holds (the wrapper, its property read and its frame cost ~0.2 us of ~0.35).
-``FAST_UPDATE`` is False when the installed river's ``ADWIN.update`` is not that wrapper;
-then only the public ``update`` / ``drift_detected`` are used.
+returns the new ``drift_detected``, saving the wrapper's property read and frame. The
+private names it uses (``_helper``, ``_reset``, ``_drift_detected``) are checked at import
+against the installed ``ADWIN.update`` (``FAST_UPDATE``); when they do not match,
+``update_adwin`` falls back to the public ``update`` / ``drift_detected``.
+
+Checked against river 0.22.0, 0.23.0, 0.24.2, 0.25.0 and 0.26.1, hence the pin
+``river>=0.22,<0.27`` in pyproject.toml: on each, the wrapper is the one above and the
+replay of the demo market is byte-identical. river 0.21 is excluded: its ADWIN fires at
+other points on the same data (and it needs numpy < 2). Widen the pin only after checking
+the wrapper again (``tests/unit/test_hot_paths.py``) and the replay. Detector pickles in
+snapshots are river's own objects: restore them with the river version that wrote them
+(ADWIN's core moved from Cython to Rust in 0.25).
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ def _wrapper_is_known() -> bool:
 
 
 FAST_UPDATE = _wrapper_is_known()
+"""True when the installed ``ADWIN.update`` is the wrapper described above."""
 
 
 def update_adwin(detector: Any, x: float) -> bool:

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import base64
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,8 +47,23 @@ from models.inputs import DecisionRecord, Outcome
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.core import metric_names as mn
-from processors.core.base import EMPTY, HOUR_MS, AlertSignal, Emitted, MetricSample
-from processors.drift.adwin import ADWIN, FAST_UPDATE, update_adwin
+from processors.core.base import (
+    EMPTY,
+    HOUR_MS,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    check_state_version,
+)
+from processors.core.config_checks import (
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    UNIT,
+    at_least,
+    between,
+    check_bounds,
+)
+from processors.drift.adwin import ADWIN, update_adwin
 from processors.drift.calibration_stats import (
     FloatArray,
     RollingCalibration,
@@ -80,7 +96,7 @@ _COUNTERS = (
 @dataclass(frozen=True)
 class ConceptDriftConfig:
     """Settings (module docstring). Measured with the defaults over 50 seeds of independent
-    labels (``python tests/unit/test_detector_calibration.py 50``): 0.12 false alarms per
+    labels (``python tests/unit/test_detector_calibration.py 50``): 0.14 false alarms per
     10k calibrated labels (concept + calibration); for p_hat 0.6 against a true rate falling
     from 0.6 to 0.3, calibration drift 249 labels after the change (every seed: the first
     check after it) and concept drift 303 (median; max 399), plus ``label_reorder_ms`` of
@@ -102,6 +118,29 @@ class ConceptDriftConfig:
     decision_threshold: float = 0.5
     cooldown_labels: int | None = None
     label_reorder_ms: int = 7 * HOUR_MS
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        window = self.window
+        check_bounds(
+            self,
+            {
+                "window": at_least(1),
+                "bins": at_least(1),
+                "min_labels": between(1, window),
+                "check_every": at_least(1),
+                "resamples": at_least(2),
+                "concept_alpha": OPEN_UNIT,
+                "calibration_alpha": OPEN_UNIT,
+                "adwin_delta": OPEN_UNIT,
+                "confirm_size": between(1, window),
+                "confirm_gap": between(0, window - 1),
+                "min_reference": at_least(1),
+                "decision_threshold": UNIT,
+                "cooldown_labels": NON_NEGATIVE,
+                "label_reorder_ms": NON_NEGATIVE,
+            },
+        )
 
 
 class _Series:
@@ -131,6 +170,9 @@ class ConceptDrift:
     decisions evicted and ordered labels released there); ``flush`` at the end of a finite
     input feeds every label still waiting for its turn.
     """
+
+    takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision", Outcome: "on_outcome"}
+    timers: ClassVar[bool] = True
 
     def __init__(self, config: ConceptDriftConfig | None = None) -> None:
         self.config = config or ConceptDriftConfig()
@@ -183,29 +225,14 @@ class ConceptDrift:
         code = self._codes.get(price_series)
         if code is None:
             code = self._codes[price_series] = len(self._codes)
-        rolling = series.rolling  # RollingCalibration.add, inlined (once per label)
-        pos = rolling.pos
-        rolling.p_ring[pos] = p
-        rolling.y_ring[pos] = y
-        rolling.group_ring[pos] = code
-        rolling.index_ring[pos] = bar_index
-        pos += 1
-        rolling.pos = pos if pos < rolling.window else 0
-        if rolling.n < rolling.window:
-            rolling.n += 1
+        series.rolling.add(p, y, code, bar_index)
         if horizon > series.horizon:
             series.horizon = horizon
         series.labelled += 1
         if series.labelled == cfg.min_labels:
             self._checked_series += 1
         error = 1.0 if (p >= cfg.decision_threshold) != (y == 1) else 0.0
-        detector = series.detector
-        if FAST_UPDATE:  # adwin.update_adwin, inlined
-            if detector._drift_detected:
-                detector._reset()
-            drift = detector._drift_detected = detector._helper.update(error)
-        else:
-            drift = update_adwin(detector, error)
+        drift = update_adwin(series.detector, error)
         if series.confirm_left:
             series.confirm_left -= 1
             if not series.confirm_left:
@@ -373,7 +400,9 @@ class ConceptDrift:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Replace the state (the detector pickles come from our own snapshots only)."""
+        """Replace the state (the detector pickles come from our own snapshots only).
+        Raises ``StateVersionError`` for a snapshot of another ``STATE_VERSION``."""
+        check_state_version(state, STATE_VERSION, "ConceptDrift")
         self.truth = TruthJoin(self.config.truth)
         self.truth.restore(state["truth"])
         self.order = DecisionTimeOrder(self.config.label_reorder_ms)

@@ -33,18 +33,21 @@ import base64
 import math
 import pickle
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import kolmogorov
 
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.core import metric_names as mn
-from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample
-from processors.drift.adwin import ADWIN, FAST_UPDATE, update_adwin
+from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample, check_state_version
+from processors.core.config_checks import OPEN_UNIT, at_least, check_bounds
+from processors.drift.adwin import ADWIN, update_adwin
 from processors.drift.multiple_testing import bonferroni_adjust
 
 STATE_VERSION = 1
@@ -69,6 +72,23 @@ class CovariateDriftConfig:
     psi_bins: int = 10
     max_features: int = 64
 
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        check_bounds(
+            self,
+            {
+                "reference_size": at_least(2),
+                "current_size": at_least(1),
+                "confirm_size": at_least(1),
+                "confirm_looks": at_least(1),
+                "adwin_delta": OPEN_UNIT,
+                "adwin_clock": at_least(1),
+                "alpha": OPEN_UNIT,
+                "psi_bins": at_least(2),
+                "max_features": at_least(1),
+            },
+        )
+
 
 def ks_statistic(reference_sorted: FloatArray, sample: FloatArray) -> float:
     """Two-sample Kolmogorov-Smirnov distance (``reference_sorted`` must be sorted)."""
@@ -80,22 +100,14 @@ def ks_statistic(reference_sorted: FloatArray, sample: FloatArray) -> float:
 
 
 def ks_p_value(distance: float, n: float, m: float) -> float:
-    """Asymptotic two-sample KS p-value with Stephens' small-sample correction (n and m
-    may be effective, fractional sample sizes)."""
+    """Asymptotic two-sample KS p-value of ``distance`` between samples of sizes n and m
+    (effective, possibly fractional sizes): the Kolmogorov distribution's survival function
+    (``scipy.special.kolmogorov``) at lambda = (e + 0.12 + 0.11 / e) * distance, with
+    e = sqrt(n m / (n + m)) and Stephens' small-sample correction. 1 when a size is <= 0."""
     if n <= 0 or m <= 0:
         return 1.0
     en = math.sqrt(n * m / (n + m))
-    lam = (en + 0.12 + 0.11 / en) * distance
-    if lam < 0.2:
-        return 1.0
-    total, sign = 0.0, 1.0
-    for j in range(1, 101):
-        term = sign * 2.0 * math.exp(-2.0 * j * j * lam * lam)
-        total += term
-        if abs(term) <= 1e-12 * abs(total) or abs(term) < 1e-300:
-            return min(1.0, max(0.0, total))
-        sign = -sign
-    return 1.0
+    return float(kolmogorov((en + 0.12 + 0.11 / en) * distance))
 
 
 def psi(edges: FloatArray, ref_frac: FloatArray, sample: FloatArray) -> float:
@@ -195,6 +207,13 @@ class _Series:
 class CovariateDrift:
     """Covariate drift detection over decision features (see the module docstring)."""
 
+    takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision"}
+    timers: ClassVar[bool] = False
+
+    def on_tick(self, watermark_ms: int) -> Emitted:
+        """No timers: nothing to fire."""
+        return EMPTY
+
     def __init__(self, config: CovariateDriftConfig | None = None) -> None:
         self.config = config or CovariateDriftConfig()
         self._groups: dict[tuple[str, str], dict[str, _Series]] = {}
@@ -232,13 +251,7 @@ class CovariateDrift:
             series.cur_pos = pos + 1 if pos + 1 < size else 0
             if series.cur_n < size:
                 series.cur_n += 1
-            x = (value - series.ref_mean) * series.inv_sd
-            if FAST_UPDATE:  # adwin.update_adwin, inlined
-                if detector._drift_detected:
-                    detector._reset()
-                drift = detector._drift_detected = detector._helper.update(x)
-            else:
-                drift = update_adwin(detector, x)
+            drift = update_adwin(detector, (value - series.ref_mean) * series.inv_sd)
             if series.confirming:
                 series.confirming -= 1
                 if series.confirming == 0:
@@ -395,7 +408,9 @@ class CovariateDrift:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Replace the state (the detector pickles come from our own snapshots only)."""
+        """Replace the state (the detector pickles come from our own snapshots only).
+        Raises ``StateVersionError`` for a snapshot of another ``STATE_VERSION``."""
+        check_state_version(state, STATE_VERSION, "CovariateDrift")
         cfg = self.config
         self._groups = {}
         for strategy_id, classification, rows in state["groups"]:

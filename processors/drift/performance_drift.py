@@ -21,16 +21,19 @@ import base64
 import math
 import pickle
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from river import drift as river_drift
+from scipy.special import ndtr
 
 from models.common import utc_from_ms
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.core import metric_names as mn
-from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample
+from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample, check_state_version
+from processors.core.config_checks import NON_NEGATIVE, POSITIVE, Bound, at_least, check_bounds
 from processors.drift.multiple_testing import bonferroni_adjust
 from processors.performance.trades import RoundTrip
 
@@ -54,6 +57,21 @@ class PerformanceDriftConfig:
     ph_alpha: float = 1.0
     clip_z: float = 4.0
     recent_trades: int = 30
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        check_bounds(
+            self,
+            {
+                "warmup_trades": at_least(2),
+                "ph_delta": NON_NEGATIVE,
+                "ph_threshold": POSITIVE,
+                "ph_min_instances": at_least(1),
+                "ph_alpha": Bound(0, 1, low_open=True),
+                "clip_z": POSITIVE,
+                "recent_trades": at_least(1),
+            },
+        )
 
 
 class _Strategy:
@@ -83,6 +101,13 @@ class _Strategy:
 
 class PerformanceDrift:
     """Call ``on_round_trip`` for every closed RoundTrip (see the module docstring)."""
+
+    takes: ClassVar[Mapping[type, str]] = {RoundTrip: "on_round_trip"}
+    timers: ClassVar[bool] = False
+
+    def on_tick(self, watermark_ms: int) -> Emitted:
+        """No timers: nothing to fire."""
+        return EMPTY
 
     def __init__(self, config: PerformanceDriftConfig | None = None) -> None:
         self.config = config or PerformanceDriftConfig()
@@ -129,7 +154,7 @@ class PerformanceDrift:
         after = sum(recent) / len(recent)
         sd = max(s.ref_sd, 1e-12)
         z = (after - s.ref_mean) / (sd * math.sqrt(1.0 / len(recent) + 1.0 / s.n_ref))
-        p_raw = 0.5 * math.erfc(-z / math.sqrt(2.0))
+        p_raw = float(ndtr(z))  # P(Z <= z): a drop is a low z
         family = max(1, sum(1 for v in self._strategies.values() if v.detector is not None))
         adjusted = bonferroni_adjust(p_raw, family)
         evidence: dict[str, Any] = {
@@ -206,7 +231,9 @@ class PerformanceDrift:
         return {"version": STATE_VERSION, "strategies": rows}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Replace the state (the detector pickles come from our own snapshots only)."""
+        """Replace the state (the detector pickles come from our own snapshots only).
+        Raises ``StateVersionError`` for a snapshot of another ``STATE_VERSION``."""
+        check_state_version(state, STATE_VERSION, "PerformanceDrift")
         self._strategies = {}
         for row in state["strategies"]:
             strategy_id, trades, n_ref, mean, m2, sd, detector, recent, since, found = row

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from models.inputs import DecisionRecord, Outcome
-from processors.core.base import DAY_MS, HOUR_MS, ms
+from processors.core.base import DAY_MS, HOUR_MS, check_state_version, ms
+from processors.core.config_checks import NON_NEGATIVE, above, at_least, check_bounds
 
 STATE_VERSION = 1
 PENDING, HELD, LABELLED = 0, 1, 2
@@ -79,6 +80,23 @@ class TruthConfig:
     outcome_grace_ms: int = 6 * HOUR_MS
     max_label_delay_ms: int = 3 * DAY_MS
     history_bars: int = 64
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        for timeframe, bars in self.horizon_bars.items():
+            if isinstance(bars, bool) or not isinstance(bars, int) or bars < 1:
+                raise ValueError(
+                    f"TruthConfig.horizon_bars[{timeframe!r}] must be >= 1, got {bars!r}"
+                )
+        check_bounds(
+            self,
+            {
+                "default_horizon_bars": at_least(1),
+                "outcome_grace_ms": NON_NEGATIVE,
+                "max_label_delay_ms": above(self.outcome_grace_ms),
+                "history_bars": at_least(1),
+            },
+        )
 
 
 class Label(NamedTuple):
@@ -401,6 +419,9 @@ class TruthJoin:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        """Replace the state with one taken by ``snapshot``. Raises ``StateVersionError``
+        for a snapshot of another ``STATE_VERSION``."""
+        check_state_version(state, STATE_VERSION, "TruthJoin")
         self._watermark = int(state["watermark"])
         self._next_sweep_ms = int(state["next_sweep"])
         self._seq = int(state["seq"])

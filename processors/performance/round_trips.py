@@ -36,7 +36,8 @@ from typing import Any
 
 from models.inputs import DecisionRecord, ExecutionEvent
 from models.taxonomy import FillKind, Side
-from processors.core.base import DAY_MS, ms
+from processors.core.base import DAY_MS, check_state_version, ms
+from processors.core.config_checks import NON_NEGATIVE, check_bounds
 from processors.performance.trades import RoundTrip
 
 UNKNOWN_REGIME = "unknown"
@@ -51,6 +52,12 @@ class RoundTripBookConfig:
 
     decision_memory_ms: int = DAY_MS
     zero_tolerance: float = 1e-9
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {"decision_memory_ms": NON_NEGATIVE, "zero_tolerance": NON_NEGATIVE},
+        )
 
 
 def decision_confidence(decision: DecisionRecord) -> float:
@@ -324,6 +331,7 @@ class RoundTripBook:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state with one taken by ``snapshot``."""
+        check_state_version(state, STATE_VERSION, "RoundTripBook")
         self._positions = {
             (str(row[0]), str(row[1])): _Position.from_json(row[2:]) for row in state["positions"]
         }

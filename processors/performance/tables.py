@@ -2,9 +2,10 @@
 
 Contract:
 - ``on_decision(d)``: remembers the decision's regime and confidence for the fills that name it
-  (processors/performance/round_trips.py) and its equity for turnover. Returns nothing.
-- ``on_fill(f)``: a ``fill`` updates the position book and returns the round trip it closed
-  (at most one; the pipeline forwards it to the performance-drift detector); a ``cancel``
+  (processors/performance/round_trips.py) and its equity for turnover. Returns ``EMPTY``.
+- ``on_fill(f)``: a ``fill`` updates the position book; the round trip it closed (at most
+  one) is in the result's ``derived``, which the pipeline routes to the stages that take a
+  ``RoundTrip`` (the performance-drift detector); a ``cancel``
   moves no position and is counted. A fill's notional and fee are credited to the group of
   the trip it belongs to (a fill that crosses zero: pro rata by quantity to the trip it closes
   and the one it opens); a cancel to its own classification and resolved regime.
@@ -33,9 +34,10 @@ at the cadence, in O(1) amortised per row.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 from models.common import format_utc, utc_from_ms
 from models.inputs import DecisionRecord, ExecutionEvent
@@ -43,7 +45,15 @@ from models.outputs import PerformanceRow
 from models.taxonomy import FillKind, GroupBy, PerfWindow
 from models.topics import PERFORMANCE
 from processors.core import metric_names as mn
-from processors.core.base import EMPTY, HOUR_MS, Emitted, MetricSample, Output, ms
+from processors.core.base import (
+    EMPTY,
+    HOUR_MS,
+    Emitted,
+    MetricSample,
+    Output,
+    check_state_version,
+    ms,
+)
 from processors.performance.report import ExpectedPerformance, ratio, versus_expected, win_slope
 from processors.performance.round_trips import RoundTripBook, RoundTripBookConfig
 from processors.performance.trades import RoundTrip
@@ -99,6 +109,9 @@ class PerformanceConfig:
 class PerformanceTables:
     """Round trips, rolling PerformanceRows, the baseline report and trade metrics."""
 
+    takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision", ExecutionEvent: "on_fill"}
+    timers: ClassVar[bool] = True
+
     def __init__(self, config: PerformanceConfig | None = None) -> None:
         self.config = config or PerformanceConfig()
         self._edges = tuple(self.config.confidence_edges)
@@ -117,7 +130,7 @@ class PerformanceTables:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def on_decision(self, decision: DecisionRecord, ts_ms: int | None = None) -> None:
+    def on_decision(self, decision: DecisionRecord, ts_ms: int | None = None) -> Emitted:
         """Track the decision's regime, confidence and equity (``ts_ms``: its bar_ts in ms,
         when the caller has it already)."""
         if ts_ms is None:
@@ -130,10 +143,11 @@ class PerformanceTables:
             strategy.bar_count += 1
         else:
             strategy.add_equity(ts_ms, decision.equity)
+        return EMPTY
 
-    def on_fill(self, fill: ExecutionEvent, ts_ms: int | None = None) -> list[RoundTrip]:
-        """Apply a fill or cancel; return the round trip a fill closed (at most one).
-        ``ts_ms``: the fill's ts in ms, when the caller has it already."""
+    def on_fill(self, fill: ExecutionEvent, ts_ms: int | None = None) -> Emitted:
+        """Apply a fill or cancel; the round trip a fill closed (at most one) is in the
+        result's ``derived``. ``ts_ms``: the fill's ts in ms, when the caller has it already."""
         sid, symbol = fill.strategy_id, fill.symbol
         strategy = self._strategies.get(sid) or self._strategy(sid)
         if ts_ms is None:
@@ -145,9 +159,9 @@ class PerformanceTables:
                 ts_ms, 0.0, 0.0, 1.0
             )
             self._group(sid, GroupBy.REGIME, regime).add_fill(ts_ms, 0.0, 0.0, 1.0)
-            return []
+            return EMPTY
         if fill.price is None:
-            return []
+            return EMPTY
         held = abs(self._book.position(sid, symbol))
         trips = self._book.on_fill(fill, ts_ms)
         after = self._book.open_labels(sid, symbol)
@@ -181,7 +195,7 @@ class PerformanceTables:
             bucket = self._bucket(self._book.decision_confidence(fill.decision_id))
             if bucket >= 0:
                 self._open_buckets[key] = bucket
-        return trips
+        return Emitted(derived=trips) if trips else EMPTY
 
     def on_tick(self, watermark_ms: int) -> Emitted:
         """Emit the changed rows when the watermark passes a multiple of the interval."""
@@ -376,6 +390,7 @@ class PerformanceTables:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Replace the state with one taken by ``snapshot``."""
+        check_state_version(state, STATE_VERSION, "PerformanceTables")
         self._book.restore(state["book"])
         self._strategies = {}
         for sid, data in state["strategies"]:

@@ -41,6 +41,7 @@ import numpy.typing as npt
 from models.outputs import Gate
 from models.policy import PolicyConfig
 from models.taxonomy import GateDecision
+from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, check_bounds
 from processors.policy.gate_stats import (
     MsprtConfig,
     brier,
@@ -87,6 +88,31 @@ class EvaluationGateConfig:
     ece_bins: int = 10
     equity: float = DEFAULT_EQUITY
     cost_bps: float = DEFAULT_COST_BPS
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "min_trades": at_least(1),
+                "batch_bars": at_least(1),
+                "alpha": OPEN_UNIT,
+                "mixture_sd": POSITIVE,
+                "burn_in": NON_NEGATIVE,
+                "turnover_band": NON_NEGATIVE,
+                "turnover_slack": NON_NEGATIVE,
+                "drawdown_band": NON_NEGATIVE,
+                "drawdown_slack": NON_NEGATIVE,
+                "trade_count_lo": NON_NEGATIVE,
+                "trade_count_hi": POSITIVE,
+                "brier_tolerance": NON_NEGATIVE,
+                "ece_tolerance": NON_NEGATIVE,
+                "ece_bins": at_least(1),
+                "equity": POSITIVE,
+                "cost_bps": NON_NEGATIVE,
+            },
+        )
+        if self.trade_count_lo > self.trade_count_hi:
+            raise ValueError("EvaluationGateConfig.trade_count_lo must be <= trade_count_hi")
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,14 +8,15 @@ the same bars (``paired_differences``), H0: E[d] <= 0 against H1: E[d] > 0. Two 
   Koomen, Pekelis & Walsh 2017), whose p-value may be looked at after every bar, or every
   loop run, without inflating the false-positive rate: reject at the first n with
   p_n <= alpha.
-- ``newey_west_test`` / ``block_bootstrap_test``: fixed-horizon tests, valid when run once
-  per window on the whole window (looking repeatedly and stopping at the first success
-  would inflate their error rate).
+- ``newey_west_test``: a fixed-horizon test, valid when run once per window on the whole
+  window (looking repeatedly and stopping at the first success would inflate its error
+  rate); reported beside the mSPRT.
 
 Guardrail figures of a PnL series: ``sharpe_ratio``, ``max_drawdown`` (used by the replay).
-Calibration (for a change of the p_hat source): ``brier``, ``brier_decomposition``, ``ece``.
-Everything is a pure function of its inputs (the bootstrap takes an explicit seed). The
-normal CDF uses ``math.erfc``; no scipy. Non-finite values are dropped where noted.
+Calibration (for a change of the p_hat source): ``brier``, ``ece``.
+Everything is a pure function of its inputs. The normal CDF is ``scipy.special.ndtr``
+(accurate in both tails; its upper tail is ``ndtr(-x)``). Non-finite values are dropped where
+noted.
 """
 
 from __future__ import annotations
@@ -25,19 +26,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtr
+
+from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, check_bounds
 
 FloatArray = npt.NDArray[np.float64]
 ArrayLike = npt.ArrayLike
-
-
-def normal_cdf(x: float) -> float:
-    """Phi(x) = erfc(-x / sqrt 2) / 2 (accurate in both tails)."""
-    return 0.5 * math.erfc(-x / math.sqrt(2.0))
-
-
-def normal_sf(x: float) -> float:
-    """1 - Phi(x) = erfc(x / sqrt 2) / 2."""
-    return 0.5 * math.erfc(x / math.sqrt(2.0))
 
 
 def paired_differences(champion_series: ArrayLike, candidate_series: ArrayLike) -> FloatArray:
@@ -70,6 +64,10 @@ class MsprtConfig:
     mixture_sd: float = 0.1
     burn_in: int = 30
     one_sided: bool = True
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        check_bounds(self, {"alpha": OPEN_UNIT, "mixture_sd": POSITIVE, "burn_in": NON_NEGATIVE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +137,7 @@ def msprt(differences: ArrayLike, config: MsprtConfig | None = None) -> MsprtRes
     nr = n * r
     value = -0.5 * np.log1p(nr) + z * z * nr / (2.0 * (1.0 + nr))
     if cfg.one_sided:
-        shrink = (z * np.sqrt(nr / (1.0 + nr))).tolist()
-        tail = np.array([2.0 * normal_cdf(w) for w in shrink], dtype=np.float64)
+        tail = 2.0 * ndtr(z * np.sqrt(nr / (1.0 + nr)))
         with np.errstate(divide="ignore"):
             value = value + np.log(tail)
     log_lambda[looks] = value
@@ -172,9 +169,9 @@ def msprt(differences: ArrayLike, config: MsprtConfig | None = None) -> MsprtRes
 
 @dataclass(frozen=True, slots=True)
 class FixedHorizonResult:
-    """A one-sided test of H0: E[d] <= 0 run once on a whole window. ``statistic`` is the
-    t-statistic (Newey-West) or the observed mean (bootstrap); ``std_error`` the standard
-    error of the mean; ``bandwidth`` the lags (Newey-West) or block length (bootstrap)."""
+    """A one-sided test of H0: E[d] <= 0 run once on a whole window. ``method`` names the
+    test ("newey_west"); ``statistic`` is its t-statistic, ``std_error`` the standard error
+    of the mean and ``bandwidth`` the lags of the long-run variance."""
 
     method: str
     n: int
@@ -197,8 +194,8 @@ def newey_west_test(differences: ArrayLike, lags: int | None = None) -> FixedHor
 
     With e_t = d_t - mean, gamma_l = (1/n) sum_{t >= l} e_t e_{t-l} and L lags
     (default ``newey_west_lags(n)``): LRV = gamma_0 + 2 sum_{l=1..L} (1 - l/(L+1)) gamma_l,
-    t = mean / sqrt(LRV / n), p = 1 - Phi(t). The normal reference is used instead of
-    Student's t (no scipy; the HAC t-statistic is only asymptotically normal anyway), so
+    t = mean / sqrt(LRV / n), p = 1 - Phi(t). The reference is the normal distribution, not
+    Student's t (the HAC t-statistic is only asymptotically normal, with no exact t law), so
     p is slightly too small for n below ~30. p = 1 under 2 values or with LRV = 0.
     """
     x = _finite(differences)
@@ -216,40 +213,8 @@ def newey_west_test(differences: ArrayLike, lags: int | None = None) -> FixedHor
         return FixedHorizonResult("newey_west", n, mean, 0.0, None, 1.0, bandwidth)
     std_error = math.sqrt(lrv / n)
     t = mean / std_error
-    return FixedHorizonResult("newey_west", n, mean, std_error, t, normal_sf(t), bandwidth)
-
-
-def block_bootstrap_test(
-    differences: ArrayLike, block_length: int | None = None, n_boot: int = 2000, seed: int = 0
-) -> FixedHorizonResult:
-    """One-sided moving-block bootstrap test of H0: E[d] <= 0 (Kuensch 1989).
-
-    The series is centred (d - mean, imposing H0); each replicate concatenates ceil(n / b)
-    blocks of b consecutive values starting at uniform positions in [0, n - b] (the last one
-    truncated) and takes the mean m*. p = (1 + #{m* >= mean}) / (1 + n_boot). Default
-    b = max(1, round(n^(1/3))). Seeded by ``seed`` (numpy default_rng): same input, same p.
-    ``std_error`` is the sd of m*. p = 1 under 2 values or with no spread.
-    """
-    x = _finite(differences)
-    n = int(x.shape[0])
-    b = max(1, round(n ** (1.0 / 3.0))) if block_length is None else max(1, int(block_length))
-    b = min(b, max(1, n))
-    mean = float(x.mean()) if n else 0.0
-    if n < 2 or not float(x.std()) > 0.0:
-        return FixedHorizonResult("block_bootstrap", n, mean, None, None, 1.0, b)
-    prefix = np.concatenate(([0.0], np.cumsum(x - mean)))
-    block_sums = prefix[b:] - prefix[:-b]  # block starting at s: prefix[s + b] - prefix[s]
-    blocks = -(-n // b)
-    tail = n - (blocks - 1) * b
-    tail_sums = prefix[tail : tail + block_sums.shape[0]] - prefix[: block_sums.shape[0]]
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, block_sums.shape[0], size=(max(1, n_boot), blocks))
-    totals = block_sums[starts[:, :-1]].sum(axis=1) + tail_sums[starts[:, -1]]
-    boot_means = totals / n
-    exceed = int(np.count_nonzero(boot_means >= mean))
-    p_value = (1.0 + exceed) / (1.0 + boot_means.shape[0])
-    std_error = float(boot_means.std(ddof=1)) if boot_means.shape[0] > 1 else None
-    return FixedHorizonResult("block_bootstrap", n, mean, std_error, mean, p_value, b)
+    p_value = float(ndtr(-t))
+    return FixedHorizonResult("newey_west", n, mean, std_error, t, p_value, bandwidth)
 
 
 def sharpe_ratio(series: FloatArray) -> float | None:
@@ -309,38 +274,3 @@ def ece(p: ArrayLike, y: ArrayLike, bins: int = 10) -> float:
         index, weights=probs, minlength=bins
     )
     return float(np.abs(gap).sum() / n)
-
-
-@dataclass(frozen=True, slots=True)
-class BrierDecomposition:
-    """Murphy's decomposition over bins: brier ~= reliability - resolution + uncertainty
-    (exact when p is constant within each bin). Lower reliability = better calibrated."""
-
-    brier: float
-    reliability: float
-    resolution: float
-    uncertainty: float
-
-
-def brier_decomposition(p: ArrayLike, y: ArrayLike, bins: int = 10) -> BrierDecomposition:
-    """reliability = sum_b (n_b/n)(mean p_b - mean y_b)^2, resolution = sum_b (n_b/n)
-    (mean y_b - mean y)^2, uncertainty = mean y (1 - mean y), over ``bins`` equal-width bins
-    (as in ``ece``). All NaN when empty."""
-    probs, labels = _calibration_inputs(p, y)
-    n = probs.shape[0]
-    if n == 0:
-        return BrierDecomposition(math.nan, math.nan, math.nan, math.nan)
-    bins = max(1, int(bins))
-    index = _bins(probs, bins)
-    counts = np.bincount(index, minlength=bins).astype(np.float64)
-    used = counts > 0
-    mean_p = np.bincount(index, weights=probs, minlength=bins)[used] / counts[used]
-    mean_y = np.bincount(index, weights=labels, minlength=bins)[used] / counts[used]
-    share = counts[used] / n
-    base_rate = float(labels.mean())
-    return BrierDecomposition(
-        brier=float(np.mean((probs - labels) ** 2)),
-        reliability=float(np.sum(share * (mean_p - mean_y) ** 2)),
-        resolution=float(np.sum(share * (mean_y - base_rate) ** 2)),
-        uncertainty=base_rate * (1.0 - base_rate),
-    )

@@ -37,8 +37,9 @@ Memory: the window (max(window_ms, monitor_ms) + 1 day of decisions) and the arc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from models.common import EPOCH, utc_from_ms
 from models.inputs import DecisionRecord
@@ -64,7 +65,18 @@ from models.taxonomy import (
 from models.topics import DEFAULT_POLICY_SCOPE as POLICY_SCOPE
 from models.topics import FEEDBACK_SUMMARIES, POLICY_CANDIDATES, POLICY_UPDATES
 from processors.core import metric_names as mn
-from processors.core.base import DAY_MS, HOUR_MS, AlertSignal, Emitted, MetricSample, Output, ms
+from processors.core.base import (
+    DAY_MS,
+    EMPTY,
+    HOUR_MS,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    Output,
+    check_state_version,
+    ms,
+)
+from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, check_bounds
 from processors.policy.archive import PolicyArchive, iso
 from processors.policy.gate import EvaluationGateConfig, evaluate, rollback_check
 from processors.policy.loop_window import LoopWindow, LoopWindowConfig
@@ -118,9 +130,29 @@ class PolicyLoopConfig:
     stats: StatsHarnessConfig = field(default_factory=StatsHarnessConfig)
     max_rejected: int = 1000
 
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "interval_ms": POSITIVE,
+                "offset_ms": NON_NEGATIVE,
+                "window_ms": POSITIVE,
+                "min_decisions": at_least(1),
+                "holdout_fraction": OPEN_UNIT,
+                "alert_debounce_ms": NON_NEGATIVE,
+                "monitor_ms": POSITIVE,
+                "monitor_interval_ms": POSITIVE,
+                "monitor_min_bars": at_least(1),
+                "max_rejected": at_least(1),
+            },
+        )
+
 
 class PolicyLoop:
     """The processor; see the module docstring."""
+
+    takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision"}
+    timers: ClassVar[bool] = True
 
     def __init__(self, config: PolicyLoopConfig | None = None) -> None:
         self.config = cfg = config or PolicyLoopConfig()
@@ -136,7 +168,7 @@ class PolicyLoop:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def on_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> None:
+    def on_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> Emitted:
         """Keep a decision (a DecisionRecord) in the window; starts the schedule.
         ``bar_ms``: its bar_ts in ms, when the caller has it already."""
         self.window.add(d, bar_ms)
@@ -145,6 +177,7 @@ class PolicyLoop:
             ts = ms(d.bar_ts) if bar_ms is None else bar_ms
             self.next_run_ms = ((ts - cfg.offset_ms) // cfg.interval_ms + 1) * cfg.interval_ms
             self.next_run_ms += cfg.offset_ms
+        return EMPTY
 
     def on_alert(self, a: Alert) -> None:
         """Note a drift alert for an alert-triggered run (debounced; module docstring)."""
@@ -390,6 +423,7 @@ class PolicyLoop:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_state_version(state, STATE_VERSION, "PolicyLoop")
         self.window.restore(state["window"])
         self.archive.restore(state["archive"])
         self.next_run_ms = state.get("next_run_ms")

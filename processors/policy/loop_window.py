@@ -32,7 +32,8 @@ import numpy.typing as npt
 
 from models.inputs import DecisionRecord
 from models.taxonomy import BlockEvent, ReasonCode
-from processors.core.base import DAY_MS
+from processors.core.base import DAY_MS, check_state_version
+from processors.core.config_checks import POSITIVE, at_least, check_bounds
 from processors.policy.replay import DecisionTape
 from processors.policy.tape_index import key_order, unique_times
 
@@ -58,6 +59,12 @@ class LoopWindowConfig:
 
     retain_ms: int = 8 * DAY_MS
     max_features: int = 32
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {"retain_ms": POSITIVE, "max_features": at_least(1)},
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -259,6 +266,7 @@ class LoopWindow:
         }
 
     def restore(self, state: dict[str, Any]) -> None:
+        check_state_version(state, STATE_VERSION, "LoopWindow")
         self._clear()
         latest = state.get("latest_ms")
         self.latest_ms = None if latest is None else int(latest)

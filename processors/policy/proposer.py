@@ -47,6 +47,7 @@ import numpy.typing as npt
 
 from models.common import MAX_ENTRIES, MAX_STR
 from models.policy import PolicyConfig, combo_key
+from processors.core.config_checks import NON_NEGATIVE, POSITIVE, UNIT, at_least, check_bounds
 from processors.policy.loop_window import WindowView
 from processors.policy.replay import DEFAULT_COST_BPS, DEFAULT_EQUITY, replay_policy
 
@@ -76,6 +77,35 @@ class ProposerConfig:
     min_change: float = 0.05
     equity: float = DEFAULT_EQUITY
     cost_bps: float = DEFAULT_COST_BPS
+
+    def __post_init__(self) -> None:
+        check_bounds(
+            self,
+            {
+                "prior": POSITIVE,
+                "shrink_trades": NON_NEGATIVE,
+                "trust_min": NON_NEGATIVE,
+                "trust_max": POSITIVE,
+                "base_min": NON_NEGATIVE,
+                "base_max": POSITIVE,
+                "regime_min": NON_NEGATIVE,
+                "regime_max": POSITIVE,
+                "disable_win_rate": UNIT,
+                "min_trades_to_disable": at_least(1),
+                "reenable_win_rate": UNIT,
+                "min_trades_to_reenable": at_least(1),
+                "min_change": NON_NEGATIVE,
+                "equity": POSITIVE,
+                "cost_bps": NON_NEGATIVE,
+            },
+        )
+        for low, high in (
+            ("trust_min", "trust_max"),
+            ("base_min", "base_max"),
+            ("regime_min", "regime_max"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"ProposerConfig.{low} must be <= {high}")
 
 
 @dataclass(frozen=True)

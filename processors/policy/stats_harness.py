@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from models.policy import combo_key
+from processors.core.config_checks import UNIT, at_least, check_bounds
 from processors.policy.gate_stats import brier
 from processors.policy.loop_window import WindowView
 from processors.policy.replay import PolicyReplayResult
@@ -48,6 +49,18 @@ class StatsHarnessConfig:
     min_rows: int = 30
     quantile_bins: int = 5
     stable_agreement: float = 0.75
+
+    def __post_init__(self) -> None:
+        """Raise ValueError naming the first field outside its range."""
+        check_bounds(
+            self,
+            {
+                "sub_windows": at_least(1),
+                "min_rows": at_least(3),
+                "quantile_bins": at_least(2),
+                "stable_agreement": UNIT,
+            },
+        )
 
 
 def json_ready(value: Any) -> Any:

@@ -1,20 +1,32 @@
-"""The contract every processor keeps, checked on all of them through the pipeline.
+"""The contract every stage keeps, checked on each of them automatically (as river's
+``checks`` do for estimators): a stage added to ``processors.stages.STAGES`` is covered.
 
-- restoring a snapshot mid-stream gives exactly the outputs of an uninterrupted run;
-- every processor's state survives the codec (orjson) and restores to the same state;
-- inputs are never mutated;
-- the same input gives the same output.
-New processors wired into the pipeline are covered automatically (``Pipeline._STATE_NAMES``).
+Per stage: it satisfies the ``Processor`` protocol (its declared handlers and timers exist);
+its snapshot survives the codec (orjson) and restores to the same state; it pickles; a
+snapshot of another state version is refused; the same input gives the same state; it never
+reads the wall clock. Through the pipeline: restoring a snapshot mid-stream gives exactly the
+outputs of an uninterrupted run; inputs are never mutated; batching and topic interleaving
+do not change the output.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import importlib
+import pickle
+import pkgutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
 import orjson
 import pytest
 
+import processors
 from models.codec import encode
-from processors.core.base import Envelope, Output, ms
+from processors.core.base import Envelope, Output, StateVersionError, ms
 from processors.pipeline import Pipeline
+from processors.stages import STAGES
 from streams.adapter import Rejected, decode_line
 from streams.simulator import SimulationConfig, simulate
 
@@ -52,14 +64,105 @@ def test_restore_mid_stream_gives_identical_outputs(envelopes: list[Envelope]) -
     assert [m for m in whole.metrics() if m.name.endswith("events_total")]
 
 
-def test_every_processor_state_survives_the_codec(envelopes: list[Envelope]) -> None:
+STAGE_NAMES = [spec.name for spec in STAGES]
+
+
+@pytest.fixture(scope="module")
+def half_run(envelopes: list[Envelope]) -> Pipeline:
+    """A pipeline that has seen the first half of the market: every stage has state."""
     pipeline = Pipeline()
     _run(pipeline, envelopes[: len(envelopes) // 2])
-    for name in Pipeline._STATE_NAMES:
-        state = orjson.loads(orjson.dumps(getattr(pipeline, name).snapshot()))
-        fresh = getattr(Pipeline(), name)
-        fresh.restore(state)
-        assert orjson.loads(orjson.dumps(fresh.snapshot())) == state, name
+    return pipeline
+
+
+def _state(stage: Any) -> Any:
+    return orjson.loads(orjson.dumps(stage.snapshot()))
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_stage_satisfies_the_processor_protocol(name: str) -> None:
+    stage = Pipeline().stages[name]
+    for record_type, method in type(stage).takes.items():
+        assert isinstance(record_type, type), (name, record_type)
+        assert callable(getattr(stage, method)), (name, method)
+    assert isinstance(type(stage).timers, bool)
+    for method in ("on_tick", "snapshot", "restore", "metrics"):
+        assert callable(getattr(stage, method)), (name, method)
+
+
+def test_every_input_topic_reaches_a_stage() -> None:
+    from models.topics import INPUT_TOPICS
+
+    taken = {t for spec in STAGES for t in type(Pipeline().stages[spec.name]).takes}
+    assert {spec.model for spec in INPUT_TOPICS.values()} <= taken
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_stage_state_survives_the_codec(half_run: Pipeline, name: str) -> None:
+    state = _state(half_run.stages[name])
+    fresh = Pipeline().stages[name]
+    fresh.restore(state)
+    assert _state(fresh) == state
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_stage_pickles(half_run: Pipeline, name: str) -> None:
+    stage = half_run.stages[name]
+    assert _state(pickle.loads(pickle.dumps(stage))) == _state(stage)
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_stage_refuses_another_state_version(half_run: Pipeline, name: str) -> None:
+    state = _state(half_run.stages[name])
+    state["version"] = 999
+    with pytest.raises(StateVersionError, match="999"):
+        Pipeline().stages[name].restore(state)
+
+
+@pytest.mark.parametrize("name", STAGE_NAMES)
+def test_stage_is_deterministic(envelopes: list[Envelope], name: str) -> None:
+    a, b = Pipeline(), Pipeline()
+    _run(a, envelopes)
+    _run(b, envelopes)
+    assert _state(a.stages[name]) == _state(b.stages[name])
+
+
+class _NoWallClock(dt.datetime):
+    @classmethod
+    def now(cls, tz: dt.tzinfo | None = None) -> _NoWallClock:
+        raise AssertionError("a processor read the wall clock (datetime.now)")
+
+    @classmethod
+    def utcnow(cls) -> _NoWallClock:
+        raise AssertionError("a processor read the wall clock (datetime.utcnow)")
+
+    @classmethod
+    def today(cls) -> _NoWallClock:
+        raise AssertionError("a processor read the wall clock (datetime.today)")
+
+
+def _processor_modules() -> Iterator[Any]:
+    for info in pkgutil.walk_packages(processors.__path__, "processors."):
+        yield importlib.import_module(info.name)
+
+
+def test_no_stage_reads_the_wall_clock(
+    envelopes: list[Envelope], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole run with the clocks of ``time`` and every processor module's ``datetime``
+    made to fail (the AST check in tests/unit/test_architecture.py bans the imports)."""
+
+    def refuse(*args: object) -> float:
+        raise AssertionError("a processor read the wall clock (time)")
+
+    expected = _bytes(_run(Pipeline(), envelopes))
+    for name in ("time", "time_ns", "monotonic", "perf_counter", "process_time"):
+        monkeypatch.setattr(time, name, refuse)
+    for module in _processor_modules():
+        if getattr(module, "datetime", None) is dt.datetime:
+            monkeypatch.setattr(module, "datetime", _NoWallClock)
+    pipeline = Pipeline()
+    assert _bytes(_run(pipeline, envelopes) + pipeline.finish())[: len(expected)] == expected
 
 
 def test_inputs_are_not_mutated(envelopes: list[Envelope]) -> None:

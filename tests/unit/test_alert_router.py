@@ -181,3 +181,12 @@ def test_snapshot_restore_mid_stream_gives_identical_outputs() -> None:
         second = AlertRouter()
         second.restore(orjson.loads(orjson.dumps(first.snapshot())))
         assert got + run(second, stream[split:]) == baseline
+
+
+def test_every_alert_kind_has_its_severity_bounds_and_actions() -> None:
+    """A new AlertKind must say how the router bounds it and what on-call should do."""
+    from processors.core.alert_router import SEVERITY_BOUNDS
+
+    for kind in AlertKind:
+        assert kind in SEVERITY_BOUNDS, kind
+        assert RECOMMENDED_ACTIONS.get(kind), kind

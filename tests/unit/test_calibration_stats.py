@@ -8,14 +8,15 @@ import math
 import numpy as np
 import orjson
 import pytest
+from scipy import stats
 
 from processors.drift.calibration_stats import (
+    GammaNull,
     RollingCalibration,
     bootstrap_null,
     decompose,
     design_effect,
     error_rate_rise,
-    expected_calibration_error,
     stable_seed,
 )
 
@@ -35,7 +36,7 @@ def test_brier_decomposition_golden() -> None:
 
 def test_ece_golden_with_mixed_bins_and_p_of_one() -> None:
     # bins: {0.1: y 0}, {0.3, 0.35: y 0, 1}, {0.9, 1.0 (last bin): y 1, 1}
-    ece = expected_calibration_error([0.1, 0.3, 0.35, 0.9, 1.0], [0, 0, 1, 1, 1])
+    ece = decompose([0.1, 0.3, 0.35, 0.9, 1.0], [0, 0, 1, 1, 1]).ece
     assert ece == pytest.approx((0.1 + 2 * 0.175 + 2 * 0.05) / 5)
 
 
@@ -106,7 +107,7 @@ def test_design_effect_of_independent_and_overlapping_labels() -> None:
     symbols, bars, horizon = 10, 100, 4
     group = np.repeat(np.arange(symbols), bars).astype(np.int64)
     index = np.tile(np.arange(bars), symbols).astype(np.int64)
-    independent = (rng.random(symbols * bars) < 0.5) - 0.5
+    independent = ((rng.random(symbols * bars) < 0.5) - 0.5).astype(np.float64)
     assert design_effect(independent, group, index, horizon) < 1.3
     steps = rng.normal(size=(symbols, bars + horizon))
     forward = np.stack([steps[:, k : k + bars] for k in range(horizon)]).sum(axis=0)
@@ -132,3 +133,14 @@ def test_inflation_widens_the_null() -> None:
     wide = bootstrap_null(p, 10, 200, seed=4, inflation=4.0)
     assert wide.reliability.mean == pytest.approx(4.0 * plain.reliability.mean)
     assert wide.ece.mean == pytest.approx(2.0 * plain.ece.mean)
+
+
+def test_gamma_null_is_the_moment_matched_gamma() -> None:
+    null = GammaNull(mean=0.04, var=0.0002, resamples=np.zeros(0))
+    fitted = stats.gamma(a=0.04**2 / 0.0002, scale=0.0002 / 0.04)
+    for q in (0.5, 0.99, 1.0 - 1e-6):
+        assert null.quantile(q) == pytest.approx(fitted.ppf(q), rel=1e-9)
+    for x in (0.0, 0.03, 0.1):
+        assert null.p_value(x) == pytest.approx(fitted.sf(x), rel=1e-9)
+    assert GammaNull(0.04, 0.0, np.zeros(0)).quantile(0.99) == 0.04
+    assert GammaNull(0.04, 0.0, np.zeros(0)).p_value(0.05) == 0.0

@@ -186,3 +186,9 @@ def test_snapshot_restore_mid_stream_gives_identical_signals() -> None:
         second.restore(state)
         found += run(second, pairs[split:], start=split)
         assert [(i, s.kind, s.evidence) for i, s in found] == baseline
+
+
+def test_config_rejects_min_labels_above_the_window() -> None:
+    message = r"ConceptDriftConfig\.min_labels must be >= 1 and <= 500, got 600"
+    with pytest.raises(ValueError, match=message):
+        ConceptDriftConfig(min_labels=600)

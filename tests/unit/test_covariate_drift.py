@@ -3,15 +3,17 @@ re-reference, feature cap, summary and snapshot/restore."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
 import pytest
+from scipy import stats
 
 from models.inputs import DecisionRecord
 from models.taxonomy import AlertKind, Mode
-from processors.core.base import AlertSignal
+from processors.core.base import AlertSignal, StateVersionError
 from processors.drift.covariate_drift import (
     CovariateDrift,
     CovariateDriftConfig,
@@ -114,13 +116,22 @@ def test_ks_helpers_against_known_values() -> None:
     assert ks_statistic(ref, np.array([10.0, 11.0])) == 1.0
     assert ks_statistic(ref, ref.copy()) == 0.0
     assert ks_p_value(0.0, 500, 100) == 1.0
-    stats = pytest.importorskip("scipy.stats")
+    assert ks_p_value(0.5, 0, 100) == 1.0
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=500), rng.normal(0.3, 1.0, size=100)
     d = ks_statistic(np.sort(a), b)
     expected = stats.ks_2samp(a, b, method="asymp")
     assert d == pytest.approx(expected.statistic)
     assert ks_p_value(d, 500, 100) == pytest.approx(expected.pvalue, rel=0.2)
+    # Stephens' corrected lambda in the asymptotic Kolmogorov distribution
+    en = math.sqrt(500 * 100 / 600)
+    lam = (en + 0.12 + 0.11 / en) * d
+    assert ks_p_value(d, 500, 100) == pytest.approx(stats.kstwobign.sf(lam), rel=1e-12)
+    # the series 2 sum (-1)^(j-1) exp(-2 j^2 lambda^2) at fractional effective sizes
+    en = math.sqrt(80.5 * 40.25 / (80.5 + 40.25))
+    lam = (en + 0.12 + 0.11 / en) * 0.2
+    series = 2 * sum((-1) ** (j - 1) * math.exp(-2 * j * j * lam * lam) for j in range(1, 60))
+    assert ks_p_value(0.2, 80.5, 40.25) == pytest.approx(series, rel=1e-12)
 
 
 def test_snapshot_restore_mid_stream_gives_identical_signals() -> None:
@@ -170,3 +181,18 @@ def test_constant_reference_then_a_step_is_detected_once() -> None:
     found = run(CovariateDrift(), stream)
     assert [(s.scope.feature, s.evidence["ks_stat"]) for _, s in found] == [("flag", 1.0)]
     assert 800 <= found[0][0] <= 950
+
+
+def test_config_rejects_a_level_outside_the_unit_interval() -> None:
+    message = r"CovariateDriftConfig\.alpha must be > 0 and < 1, got 1\.5"
+    with pytest.raises(ValueError, match=message):
+        CovariateDriftConfig(alpha=1.5)
+
+
+def test_restore_refuses_a_snapshot_of_another_state_version() -> None:
+    detector = CovariateDrift(CovariateDriftConfig(reference_size=10))
+    run(detector, shifted_stream(n=50))
+    state = orjson.loads(orjson.dumps(detector.snapshot()))
+    with pytest.raises(StateVersionError, match="CovariateDrift: snapshot has state version 0"):
+        CovariateDrift().restore({**state, "version": 0})
+    CovariateDrift().restore(state)

@@ -47,8 +47,8 @@ def row(
 def test_rows_of_one_trip() -> None:
     tables = PerformanceTables()
     tables.on_decision(decision("d1", 0))
-    assert tables.on_fill(fill("f1", "buy", 10, 100.0, 0, fee=1.0, decision_id="d1")) == []
-    trips = tables.on_fill(fill("f2", "sell", 10, 110.0, HOUR_MS, fee=1.0))
+    assert tables.on_fill(fill("f1", "buy", 10, 100.0, 0, fee=1.0, decision_id="d1")).derived == []
+    trips = tables.on_fill(fill("f2", "sell", 10, 110.0, HOUR_MS, fee=1.0)).derived
     assert [t.pnl for t in trips] == [98.0]
     rows = tables.rows(ms_of(2 * HOUR_MS))
     assert [(r.group_by.value, r.group, r.window.value) for r in rows] == [
@@ -170,7 +170,7 @@ def test_turnover_is_zero_without_equity() -> None:
 
 def test_cancel_counts() -> None:
     tables = PerformanceTables()
-    assert tables.on_fill(cancel("c0", -2 * DAY_MS)) == []
+    assert tables.on_fill(cancel("c0", -2 * DAY_MS)).derived == []
     tables.on_fill(cancel("c1", 0))
     tables.on_fill(cancel("c2", 1, regime="range"))
     rows = tables.rows(ms_of(HOUR_MS))
@@ -187,7 +187,7 @@ def test_crossing_fill_credits_both_trips() -> None:
     tables = PerformanceTables()
     tables.on_decision(decision("d1", 0, equity=1000.0))
     tables.on_fill(fill("f1", "buy", 10, 100.0, 1, fee=1.0, regime="trend"))
-    trips = tables.on_fill(fill("f2", "sell", 15, 110.0, 2, fee=3.0, regime="range"))
+    trips = tables.on_fill(fill("f2", "sell", 15, 110.0, 2, fee=3.0, regime="range")).derived
     assert [t.regime for t in trips] == ["trend"]
     assert trips[0].fees == pytest.approx(3.0)
     rows = tables.rows(ms_of(HOUR_MS))
@@ -367,7 +367,7 @@ def _feed(
         elif isinstance(item, DecisionRecord):
             tables.on_decision(item)
         else:
-            out.extend(trip.pnl for trip in tables.on_fill(item))
+            out.extend(trip.pnl for trip in tables.on_fill(item).derived)
     return out
 
 

@@ -96,3 +96,9 @@ def test_snapshot_restore_mid_stream_gives_identical_signals() -> None:
         second.restore(orjson.loads(orjson.dumps(first.snapshot())))
         found += run(second, values[split:], start=split)
         assert [(i, s.evidence) for i, s in found] == baseline
+
+
+def test_config_rejects_a_warm_up_too_short_for_an_sd() -> None:
+    message = r"PerformanceDriftConfig\.warmup_trades must be >= 2, got 1"
+    with pytest.raises(ValueError, match=message):
+        PerformanceDriftConfig(warmup_trades=1)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import orjson
+import pytest
 
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
@@ -151,3 +152,9 @@ def test_too_few_rows_give_nulls_and_the_report_is_json_ready() -> None:
     assert stats["feature_importance"]["x"]["stable"] is False
     orjson.dumps(stats)  # no NaN or numpy scalars
     assert json_ready({"a": [math.nan, 1.0], "b": math.inf}) == {"a": [None, 1.0], "b": None}
+
+
+def test_config_rejects_an_agreement_above_one() -> None:
+    message = r"StatsHarnessConfig\.stable_agreement must be >= 0 and <= 1"
+    with pytest.raises(ValueError, match=message):
+        StatsHarnessConfig(stable_agreement=1.5)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import orjson
+import pytest
 
 from models.inputs import DecisionRecord, Outcome
 from processors.core.base import HOUR_MS, ms
@@ -177,3 +178,8 @@ def test_snapshot_restore_mid_stream_gives_identical_labels() -> None:
     assert len(baseline) == 2 * 26
     assert run(17) == baseline
     assert run(41) == baseline
+
+
+def test_config_rejects_a_horizon_of_zero_bars() -> None:
+    with pytest.raises(ValueError, match=r"TruthConfig\.horizon_bars\['15m'\] must be >= 1"):
+        TruthConfig(horizon_bars={"15m": 0})
