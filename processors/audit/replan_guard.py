@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from models.common import EPOCH, MAX_ENTRIES, MAX_STR
+from models.common import EPOCH, MAX_ENTRIES, MAX_STR, to_ms
 from models.inputs import PlanEvent
 from models.outputs import AlertScope, ReplanVerdict
 from models.taxonomy import AlertKind, ReplanDecision, Severity
@@ -53,7 +53,6 @@ from processors.core.base import (
     MetricSample,
     Output,
     check_state_version,
-    ms,
 )
 from processors.core.config_checks import at_least, check_bounds
 
@@ -135,7 +134,7 @@ class ReplanGuard:
             state = self._strategies[plan.strategy_id] = _StrategyState()
         view = material_view(plan)
         plan_print = view_fingerprint(view)
-        day = ms(plan.ts) // DAY_MS
+        day = to_ms(plan.ts) // DAY_MS
         self._roll_day(state, day)
 
         emitted = Emitted()

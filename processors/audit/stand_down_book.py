@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
-from models.common import format_utc
+from models.common import format_utc, to_ms
 from models.inputs import DecisionRecord, StandDownEvent
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
@@ -75,7 +75,6 @@ from processors.core.base import (
     Emitted,
     MetricSample,
     check_state_version,
-    ms,
 )
 from processors.core.config_checks import NON_NEGATIVE, check_bounds
 
@@ -136,9 +135,9 @@ class StandDownBook:
     def on_stand_down(self, event: StandDownEvent, ts_ms: int | None = None) -> Emitted:
         """Insert the event into its scope's timeline (a repeat of the same event is ignored).
         ``ts_ms``: the event's ts in ms, when the caller has it already."""
-        until = 0 if event.until_ts is None else ms(event.until_ts)
+        until = 0 if event.until_ts is None else to_ms(event.until_ts)
         item: TimelineEvent = (
-            ms(event.ts) if ts_ms is None else ts_ms,
+            to_ms(event.ts) if ts_ms is None else ts_ms,
             ACTION_RANK[event.action],
             event.event_id,
             until,
@@ -168,7 +167,7 @@ class StandDownBook:
         decision waits in a plain queue (in bar_ts order) instead of the audit heap; a
         stand-down event moves the queue into the heap, and a tick drops what is due."""
         if bar_ms is None:
-            bar_ms = ms(decision.bar_ts)
+            bar_ms = to_ms(decision.bar_ts)
         self._seq += 1
         if decision.stand_down is None and (
             not self._scopes or self.in_force(decision.strategy_id, decision.symbol, bar_ms) is None
@@ -406,7 +405,7 @@ class StandDownBook:
 
 def _pending(decision: DecisionRecord, bar_ms: int, seq: int) -> Pending:
     info = decision.stand_down
-    reported = None if info is None else (ms(info.until_ts), info.reason, info.source.value)
+    reported = None if info is None else (to_ms(info.until_ts), info.reason, info.source.value)
     return (
         bar_ms,
         decision.event_id,

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from models.common import MAX_ENTRIES, MAX_STR, format_utc
+from models.common import MAX_ENTRIES, MAX_STR, format_utc, to_ms
 from models.outputs import Alert, AlertScope
 from models.taxonomy import DRIFT_KINDS, AlertKind, Severity
 from models.topics import ALERTS
@@ -56,7 +56,6 @@ from processors.core.base import (
     MetricSample,
     Output,
     check_state_version,
-    ms,
 )
 from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, check_bounds
 
@@ -251,7 +250,7 @@ class AlertRouter:
         return out
 
     def _route_one(self, signal: AlertSignal, out: list[Output]) -> None:
-        t = ms(signal.event_time)
+        t = to_ms(signal.event_time)
         key = _bounded_key(signal.dedup_key)
         severity = self._severity(signal, key, t)
         window = self._windows.get(key)
@@ -332,7 +331,7 @@ class AlertRouter:
             evidence["folded_first_event_time"] = format_utc(first.event_time)
             evidence["folded_last_event_time"] = format_utc(last.event_time)
         fields: dict[str, Any] = {
-            "alert_id": alert_id(key, ms(first.event_time), first.source_id),
+            "alert_id": alert_id(key, to_ms(first.event_time), first.source_id),
             "kind": first.kind,
             "severity": severity,
             "scope": first.scope,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
-from models.common import OutputModel, to_ms
+from models.common import OutputModel
 from models.inputs import InputModel
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
@@ -167,11 +167,6 @@ def check_state_version(state: Mapping[str, Any], expected: int, owner: str) -> 
         raise StateVersionError(
             f"{owner}: snapshot has state version {found!r}, this build reads {expected}"
         )
-
-
-def ms(value: datetime) -> int:
-    """Event time as integer milliseconds since the epoch (the unit processors keep)."""
-    return to_ms(value)
 
 
 DAY_MS = 86_400_000

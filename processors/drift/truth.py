@@ -35,8 +35,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from models.common import to_ms
 from models.inputs import DecisionRecord, Outcome
-from processors.core.base import DAY_MS, HOUR_MS, check_state_version, ms
+from processors.core.base import DAY_MS, HOUR_MS, check_state_version
 from processors.core.config_checks import NON_NEGATIVE, above, at_least, check_bounds
 
 STATE_VERSION = 1
@@ -196,7 +197,7 @@ class TruthJoin:
         """Join a decision (``bar_ms``: its bar_ts in ms, when the caller has it already);
         returns the labels this settled."""
         if bar_ms is None:
-            bar_ms = ms(d.bar_ts)
+            bar_ms = to_ms(d.bar_ts)
         labels: list[Label] = []
         if bar_ms > self._watermark and not self.advance_if_quiet(bar_ms):
             labels = self.advance(bar_ms)
@@ -266,7 +267,7 @@ class TruthJoin:
         """Join an outcome (``label_ms``: its label_ts in ms, when the caller has it
         already); returns the labels this settled."""
         if label_ms is None:
-            label_ms = ms(o.label_ts)
+            label_ms = to_ms(o.label_ts)
         labels: list[Label] = []
         if label_ms > self._watermark and not self.advance_if_quiet(label_ms):
             labels = self.advance(label_ms)

@@ -34,9 +34,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from models.common import to_ms
 from models.inputs import DecisionRecord, ExecutionEvent
 from models.taxonomy import FillKind, Side
-from processors.core.base import DAY_MS, check_state_version, ms
+from processors.core.base import DAY_MS, check_state_version
 from processors.core.config_checks import NON_NEGATIVE, check_bounds
 from processors.performance.trades import RoundTrip
 
@@ -154,7 +155,7 @@ class RoundTripBook:
 
         ``ts_ms`` is the decision's bar_ts in milliseconds, when the caller has it already."""
         if ts_ms is None:
-            ts_ms = ms(decision.bar_ts)
+            ts_ms = to_ms(decision.bar_ts)
         key = (decision.strategy_id, decision.symbol)
         latest = self._latest_regime.get(key)
         if latest is None or ts_ms >= latest[0]:
@@ -183,7 +184,7 @@ class RoundTripBook:
         if fill.kind is not FillKind.FILL or price is None:
             return []
         if ts_ms is None:
-            ts_ms = ms(fill.ts)
+            ts_ms = to_ms(fill.ts)
         key = (fill.strategy_id, fill.symbol)
         qty = fill.qty
         direction = 1 if fill.side is Side.BUY else -1

@@ -39,21 +39,13 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, ClassVar
 
-from models.common import format_utc, utc_from_ms
+from models.common import format_utc, to_ms, utc_from_ms
 from models.inputs import DecisionRecord, ExecutionEvent
 from models.outputs import PerformanceRow
 from models.taxonomy import FillKind, GroupBy, PerfWindow
 from models.topics import PERFORMANCE
 from processors.core import metric_names as mn
-from processors.core.base import (
-    EMPTY,
-    HOUR_MS,
-    Emitted,
-    MetricSample,
-    Output,
-    check_state_version,
-    ms,
-)
+from processors.core.base import EMPTY, HOUR_MS, Emitted, MetricSample, Output, check_state_version
 from processors.performance.report import ExpectedPerformance, ratio, versus_expected, win_slope
 from processors.performance.round_trips import RoundTripBook, RoundTripBookConfig
 from processors.performance.trades import RoundTrip
@@ -134,7 +126,7 @@ class PerformanceTables:
         """Track the decision's regime, confidence and equity (``ts_ms``: its bar_ts in ms,
         when the caller has it already)."""
         if ts_ms is None:
-            ts_ms = ms(decision.bar_ts)
+            ts_ms = to_ms(decision.bar_ts)
         self._book.on_decision(decision, ts_ms)
         sid = decision.strategy_id
         strategy = self._strategies.get(sid) or self._strategy(sid)
@@ -151,7 +143,7 @@ class PerformanceTables:
         sid, symbol = fill.strategy_id, fill.symbol
         strategy = self._strategies.get(sid) or self._strategy(sid)
         if ts_ms is None:
-            ts_ms = ms(fill.ts)
+            ts_ms = to_ms(fill.ts)
         if fill.kind is _CANCEL:
             strategy.cancels += 1
             regime = self._book.resolve_regime(fill)

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from models.common import EPOCH, utc_from_ms
+from models.common import EPOCH, to_ms, utc_from_ms
 from models.inputs import DecisionRecord
 from models.outputs import (
     Alert,
@@ -74,7 +74,6 @@ from processors.core.base import (
     MetricSample,
     Output,
     check_state_version,
-    ms,
 )
 from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, check_bounds
 from processors.policy.archive import PolicyArchive, iso
@@ -174,7 +173,7 @@ class PolicyLoop:
         self.window.add(d, bar_ms)
         if self.next_run_ms is None:
             cfg = self.config
-            ts = ms(d.bar_ts) if bar_ms is None else bar_ms
+            ts = to_ms(d.bar_ts) if bar_ms is None else bar_ms
             self.next_run_ms = ((ts - cfg.offset_ms) // cfg.interval_ms + 1) * cfg.interval_ms
             self.next_run_ms += cfg.offset_ms
         return EMPTY
@@ -186,7 +185,7 @@ class PolicyLoop:
             return
         if a.dedup_key.startswith(ROLLBACK_DEDUP_PREFIX):
             return
-        t = ms(a.event_time)
+        t = to_ms(a.event_time)
         last = self.last_alert_run_ms
         if last is not None and t < last + cfg.alert_debounce_ms:
             self.counters["debounced"] += 1

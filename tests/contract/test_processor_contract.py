@@ -24,7 +24,8 @@ import pytest
 
 import processors
 from models.codec import encode
-from processors.core.base import Envelope, Output, StateVersionError, ms
+from models.common import to_ms
+from processors.core.base import Envelope, Output, StateVersionError
 from processors.pipeline import Pipeline
 from processors.stages import STAGES
 from streams.adapter import Rejected, decode_line
@@ -209,7 +210,7 @@ def test_stream_output_is_interleaving_independent(envelopes: list[Envelope]) ->
     while len(interleaved) < len(envelopes):
         topic = min(
             (t for t in queues if heads[t] < len(queues[t])),
-            key=lambda t: (ms(queues[t][heads[t]].event_time) + skew_ms[t], t),
+            key=lambda t: (to_ms(queues[t][heads[t]].event_time) + skew_ms[t], t),
         )
         interleaved.append(queues[topic][heads[topic]])
         heads[topic] += 1

@@ -10,11 +10,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from models.common import to_ms
 from models.outputs import Alert, AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.core import metric_names as mn
 from processors.core.alert_router import RECOMMENDED_ACTIONS, AlertRouter, AlertRouterConfig
-from processors.core.base import HOUR_MS, AlertSignal, Output, ms
+from processors.core.base import HOUR_MS, AlertSignal, Output
 
 T0 = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
@@ -55,7 +56,7 @@ def test_first_signal_is_emitted_at_once_with_policy_fields() -> None:
     assert alert.event_time == T0
     assert alert.evidence == {"psi": 0.1, "n": 0, "p_value": 0.001}
     assert alert.recommended_actions == list(RECOMMENDED_ACTIONS[AlertKind.COVARIATE_DRIFT])
-    text = f"covariate_drift|momo|small_cap|rsi\x1f{ms(T0)}\x1fd0".encode()
+    text = f"covariate_drift|momo|small_cap|rsi\x1f{to_ms(T0)}\x1fd0".encode()
     assert alert.alert_id == hashlib.sha256(text).hexdigest()[:32]
 
 
@@ -63,17 +64,17 @@ def test_signals_within_the_rate_limit_are_folded_and_emitted_at_close() -> None
     router = AlertRouter()
     assert len(router.route([signal(0)])) == 1
     assert router.route([signal(10), signal(20, p_value=1e-9), signal(59)]) == []
-    assert router.on_tick(ms(T0) + HOUR_MS - 1) == []
-    [folded] = alerts(router.on_tick(ms(T0) + HOUR_MS))
+    assert router.on_tick(to_ms(T0) + HOUR_MS - 1) == []
+    [folded] = alerts(router.on_tick(to_ms(T0) + HOUR_MS))
     assert folded.count == 3
     assert folded.event_time == T0 + timedelta(minutes=10)
     assert folded.severity is Severity.HIGH  # the highest of the folded (p 1e-9)
     assert folded.evidence["n"] == 59  # evidence of the last occurrence
     assert folded.evidence["folded_first_event_time"] == "2024-05-01T09:10:00Z"
     assert folded.evidence["folded_last_event_time"] == "2024-05-01T09:59:00Z"
-    text = f"covariate_drift|momo|small_cap|rsi\x1f{ms(T0) + 600_000}\x1fd10".encode()
+    text = f"covariate_drift|momo|small_cap|rsi\x1f{to_ms(T0) + 600_000}\x1fd10".encode()
     assert folded.alert_id == hashlib.sha256(text).hexdigest()[:32]
-    assert router.on_tick(ms(T0) + 5 * HOUR_MS) == []
+    assert router.on_tick(to_ms(T0) + 5 * HOUR_MS) == []
     assert router.summary()["folded"] == 3
 
 
@@ -85,7 +86,7 @@ def test_next_signal_after_the_window_closes_it_without_a_tick() -> None:
         (1, T0 + timedelta(minutes=30)),
         (1, T0 + timedelta(minutes=70)),
     ]
-    assert router.on_tick(ms(T0) + 10 * HOUR_MS) == []  # nothing folded in the new window
+    assert router.on_tick(to_ms(T0) + 10 * HOUR_MS) == []  # nothing folded in the new window
 
 
 def test_fleet_budget_folds_the_excess_into_its_key() -> None:
@@ -93,7 +94,7 @@ def test_fleet_budget_folds_the_excess_into_its_key() -> None:
     batch = [signal(i, key=f"covariate_drift|momo|small_cap|f{i}") for i in range(4)]
     assert len(router.route(batch)) == 2
     assert router.summary()["budget_folded"] == 2
-    late = alerts(router.on_tick(ms(T0) + HOUR_MS + 3 * 60_000))
+    late = alerts(router.on_tick(to_ms(T0) + HOUR_MS + 3 * 60_000))
     assert [(a.dedup_key, a.count) for a in late] == [
         ("covariate_drift|momo|small_cap|f2", 1),
         ("covariate_drift|momo|small_cap|f3", 1),
@@ -104,7 +105,7 @@ def test_budget_exhausted_at_close_waits_another_window_and_flush_ignores_it() -
     router = AlertRouter(AlertRouterConfig(max_alerts_per_hour=1))
     router.route([signal(0), signal(5)])
     router.route([signal(60, key="data_quality|x")])  # spends the 10:00 hour's budget
-    assert router.on_tick(ms(T0) + HOUR_MS) == []  # no budget left at 10:00
+    assert router.on_tick(to_ms(T0) + HOUR_MS) == []  # no budget left at 10:00
     [flushed] = alerts(router.flush())
     assert flushed.count == 1 and flushed.event_time == T0 + timedelta(minutes=5)
     assert router.flush() == []
@@ -160,7 +161,7 @@ def test_snapshot_restore_mid_stream_gives_identical_outputs() -> None:
     stream: list[tuple[str, Any]] = []
     for i in range(40):
         stream.append(("route", [signal(i * 17, key=f"covariate_drift|k{i % 3}")]))
-        stream.append(("tick", ms(T0) + i * 17 * 60_000))
+        stream.append(("tick", to_ms(T0) + i * 17 * 60_000))
     stream.append(("flush", None))
 
     def run(router: AlertRouter, steps: list[tuple[str, Any]]) -> list[bytes]:

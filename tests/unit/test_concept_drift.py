@@ -9,9 +9,10 @@ import numpy as np
 import orjson
 import pytest
 
+from models.common import to_ms
 from models.inputs import DecisionRecord, Outcome
 from models.taxonomy import AlertKind, Mode
-from processors.core.base import HOUR_MS, AlertSignal, ms
+from processors.core.base import HOUR_MS, AlertSignal
 from processors.drift.calibration_stats import decompose
 from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
 from processors.drift.truth import TruthConfig
@@ -135,7 +136,7 @@ def test_orphans_and_unlabelled_are_counted() -> None:
     drift = ConceptDrift()
     drift.on_decision(decision(0, 0.5))
     drift.on_outcome(outcome(1, 1, decision_id="unknown"))
-    drift.on_tick(ms(T0) + 4 * 24 * HOUR_MS)
+    drift.on_tick(to_ms(T0) + 4 * 24 * HOUR_MS)
     labels = drift.summary()["labels"]
     assert labels["orphan_outcomes"] == 1
     assert labels["unlabelled_evicted"] == 1
@@ -149,7 +150,7 @@ def test_self_labels_from_prices_are_released_on_tick() -> None:
         drift.on_decision(decision(i, 0.7, price=100.0 + i))
     # bar 0 settles at bar 4 and is due 1 h later (bar 8): bars 0 and 1 are in by bar 9
     assert drift.summary()["series"]["momo|small_cap"]["labelled"] == 2
-    drift.on_tick(ms(T0 + 9 * BAR) + HOUR_MS)
+    drift.on_tick(to_ms(T0 + 9 * BAR) + HOUR_MS)
     row = drift.summary()["series"]["momo|small_cap"]
     assert row["labelled"] == 6  # bars 0..5 reached their 4-bar horizon
     assert row["brier"] == pytest.approx(0.09)  # (0.7 - 1)^2, prices only rise

@@ -17,7 +17,7 @@ import pytest
 from models.common import EPOCH, to_ms
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
-from processors.core.base import EMPTY, Emitted, ms
+from processors.core.base import EMPTY, Emitted
 from processors.drift.adwin import ADWIN, FAST_UPDATE, update_adwin
 from processors.drift.label_order import DecisionTimeOrder
 from processors.drift.truth import Label
@@ -248,7 +248,7 @@ def test_views_of_a_span_equal_views_of_the_window() -> None:
     window = LoopWindow()
     for i in range(600):
         window.add(_decision(i, rng))
-    start = ms(datetime(2024, 3, 4, tzinfo=UTC))
+    start = to_ms(datetime(2024, 3, 4, tzinfo=UTC))
     span = window.span(start, start + 30 * BAR_MS)
     for lo, hi in ((0, 30), (0, 11), (11, 30), (5, 6), (29, 30), (40, 50)):
         got = span.view(start + lo * BAR_MS, start + hi * BAR_MS)

@@ -7,12 +7,13 @@ from typing import Any
 
 import orjson
 
+from models.common import to_ms
 from models.inputs import DecisionRecord, StandDownEvent
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.audit.stand_down_book import StandDownBook, StandDownConfig
 from processors.core import metric_names as mn
-from processors.core.base import AlertSignal, MetricSample, ms
+from processors.core.base import AlertSignal, MetricSample
 
 DAY = datetime(2024, 3, 4, tzinfo=UTC)
 
@@ -88,14 +89,14 @@ def decision(
 
 def covered(book: StandDownBook, bar: str, strategy: str = "momo", symbol: str = "AAPL") -> Any:
     """(scope, since, until, reason, source) in force, as text, or None."""
-    found = book.in_force(strategy, symbol, ms(at(bar)))
+    found = book.in_force(strategy, symbol, to_ms(at(bar)))
     if found is None:
         return None
     scope, (since, until, reason, source, _) = found
     return (
         scope,
-        (DAY + timedelta(milliseconds=since - ms(DAY))).strftime("%H:%M"),
-        (DAY + timedelta(milliseconds=until - ms(DAY))).strftime("%H:%M"),
+        (DAY + timedelta(milliseconds=since - to_ms(DAY))).strftime("%H:%M"),
+        (DAY + timedelta(milliseconds=until - to_ms(DAY))).strftime("%H:%M"),
         reason,
         source,
     )
@@ -307,10 +308,10 @@ def test_audit_waits_for_allowed_lateness_and_runs_in_bar_order() -> None:
     book = book_of()  # default lateness: 15 minutes
     for event_id, bar in (("d3", "10:30"), ("d2", "10:15"), ("d1", "10:15"), ("d0", "10:00")):
         book.on_decision(decision(event_id, bar, weight=0.1))
-    assert book.on_tick(ms(at("10:10"))).signals == []  # audits bar_ts <= 09:55: none yet
+    assert book.on_tick(to_ms(at("10:10"))).signals == []  # audits bar_ts <= 09:55: none yet
     # the stand-down arrives late (after decisions with later bar_ts), within the lateness
     book.on_stand_down(sd("s1", "10:00", until="11:00"))
-    emitted = book.on_tick(ms(at("10:30")))
+    emitted = book.on_tick(to_ms(at("10:30")))
     assert [(s.source_id, s.kind) for s in emitted.signals] == [
         ("d0", AlertKind.STAND_DOWN_VIOLATION),
         ("d0", AlertKind.DATA_QUALITY),
@@ -327,10 +328,10 @@ def test_audit_waits_for_allowed_lateness_and_runs_in_bar_order() -> None:
 def test_stand_down_later_than_allowed_lateness_misses_audited_decisions() -> None:
     book = book_of(allowed_lateness_ms=0)
     book.on_decision(decision("d1", "10:15", weight=0.1))
-    assert book.on_tick(ms(at("10:15"))).signals == []
+    assert book.on_tick(to_ms(at("10:15"))).signals == []
     book.on_stand_down(sd("s1", "10:00", until="11:00"))
     book.on_decision(decision("d2", "10:30", weight=0.1))
-    assert [s.source_id for s in book.on_tick(ms(at("10:30"))).signals] == ["d2", "d2"]
+    assert [s.source_id for s in book.on_tick(to_ms(at("10:30"))).signals] == ["d2", "d2"]
 
 
 def test_compaction_keeps_what_is_in_force_and_bounds_state() -> None:
@@ -341,10 +342,10 @@ def test_compaction_keeps_what_is_in_force_and_bounds_state() -> None:
     for i in range(20):  # short stand-downs that expire long before the watermark
         book.on_stand_down(sd(f"p{i}", f"0{i % 3}:{i:02d}", until="05:00", symbol=f"S{i}"))
     assert len(book.snapshot()["scopes"]) == 21
-    book.on_tick(ms(at("08:00")))
+    book.on_tick(to_ms(at("08:00")))
     scopes = book.snapshot()["scopes"]
     assert scopes == [
-        [None, None, [[ms(at("01:00")), 0, "x1", ms(at("23:30")), "drawdown", "judge"]]],
+        [None, None, [[to_ms(at("01:00")), 0, "x1", to_ms(at("23:30")), "drawdown", "judge"]]],
     ]
     assert covered(book, "09:00", symbol="S1") == (
         (None, None),
@@ -354,7 +355,7 @@ def test_compaction_keeps_what_is_in_force_and_bounds_state() -> None:
         "judge",
     )
     assert book.metrics() == [MetricSample(mn.STAND_DOWNS_ACTIVE, (), 1.0)]
-    book.on_tick(ms(at("25:00")))
+    book.on_tick(to_ms(at("25:00")))
     assert book.snapshot()["scopes"] == []
     assert book.metrics() == [MetricSample(mn.STAND_DOWNS_ACTIVE, (), 0.0)]
 
@@ -366,9 +367,9 @@ def test_metrics_count_scopes_in_force_at_watermark() -> None:
         sd("c", "12:00", until="13:00", strategy="carry"),
     )
     assert book.metrics() == [MetricSample(mn.STAND_DOWNS_ACTIVE, (), 0.0)]  # no watermark yet
-    book.on_tick(ms(at("10:15")))
+    book.on_tick(to_ms(at("10:15")))
     assert book.metrics() == [MetricSample(mn.STAND_DOWNS_ACTIVE, (), 2.0)]
-    book.on_tick(ms(at("10:45")))
+    book.on_tick(to_ms(at("10:45")))
     assert book.metrics() == [MetricSample(mn.STAND_DOWNS_ACTIVE, (), 1.0)]
 
 
@@ -394,14 +395,14 @@ def test_restore_mid_stream_gives_identical_outputs() -> None:
         sd("s1", "10:00", until="11:00", symbol=None),
         decision("d1", "10:00", weight=0.2),
         decision("d2", "10:15", reported=("11:00", "drawdown", "judge")),
-        ms(at("10:20")),
+        to_ms(at("10:20")),
         sd("x1", "10:20", "extend", until="12:00", symbol=None),
         decision("d3", "11:15", weight=0.1, symbol="MSFT"),
-        ms(at("11:20")),
+        to_ms(at("11:20")),
         sd("c1", "11:30", "clear", symbol=None),
         decision("d4", "11:45", reported=("12:00", "drawdown", "judge")),
         decision("d5", "11:15", weight=0.5),
-        ms(at("12:30")),
+        to_ms(at("12:30")),
     ]
     whole = feed(StandDownBook(), steps)
     for cut in range(len(steps)):
@@ -453,8 +454,8 @@ def test_quiet_decisions_are_snapshotted_and_requeued_by_a_stand_down() -> None:
     assert restored.snapshot() == state
     for each in (book, restored):
         each.on_stand_down(sd("s1", "10:00", until="11:00"))
-        assert [s.source_id for s in each.on_tick(ms(at("10:15"))).signals] == ["d1", "d1"]
+        assert [s.source_id for s in each.on_tick(to_ms(at("10:15"))).signals] == ["d1", "d1"]
         assert [s.source_id for s in each.flush().signals] == ["d2", "d2"]
     quiet = book_of(allowed_lateness_ms=0)
     quiet.on_decision(decision("d3", "10:00", weight=0.1))
-    assert quiet.on_tick(ms(at("10:00"))).signals == [] and quiet.pending_count == 0
+    assert quiet.on_tick(to_ms(at("10:00"))).signals == [] and quiet.pending_count == 0

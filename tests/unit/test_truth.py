@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
+from models.common import to_ms
 from models.inputs import DecisionRecord, Outcome
-from processors.core.base import HOUR_MS, ms
+from processors.core.base import HOUR_MS
 from processors.drift.truth import OUTCOME, PRICES, Label, TruthConfig, TruthJoin
 
 T0 = datetime(2024, 3, 1, 14, 0, tzinfo=UTC)
@@ -88,8 +89,8 @@ def test_self_label_after_horizon_bars_from_later_prices() -> None:
     first = labels[0]
     assert first.source == PRICES
     assert first.source_id == "momo-AAA-4"
-    assert first.bar_ms == ms(T0)
-    assert first.label_ms == ms(T0 + 4 * BAR)
+    assert first.bar_ms == to_ms(T0)
+    assert first.label_ms == to_ms(T0 + 4 * BAR)
     assert (first.price_series, first.bar_index, first.horizon) == ("AAA|15m", 0, 4)
     assert (labels[2].bar_index, labels[2].horizon) == (1, 4)
     assert join.counts["price_labels"] == 3
@@ -117,10 +118,10 @@ def test_outcome_within_grace_wins_over_the_price_label() -> None:
     due = T0 + 4 * BAR + timedelta(hours=6)
     got = join.add_outcome(outcome("momo-AAA-0", 0, 0, due - timedelta(minutes=1)))
     assert [(x.decision_id, x.label, x.source) for x in got] == [("momo-AAA-0", 0, OUTCOME)]
-    released = join.advance(ms(T0 + 5 * BAR) + 6 * HOUR_MS)
+    released = join.advance(to_ms(T0 + 5 * BAR) + 6 * HOUR_MS)
     # momo-AAA-0's held price label (1) is now a duplicate that disagrees with the outcome
     assert [(x.decision_id, x.label, x.source) for x in released] == [("momo-AAA-1", 0, PRICES)]
-    assert released[0].label_ms == ms(T0 + 5 * BAR) + 6 * HOUR_MS
+    assert released[0].label_ms == to_ms(T0 + 5 * BAR) + 6 * HOUR_MS
     assert join.counts["duplicate_labels"] == 1
     assert join.counts["disagreements"] == 1
 
@@ -140,9 +141,9 @@ def test_orphans_unlabelled_eviction_and_outcome_only_mode() -> None:
     feed(join, [decision(i, px) for i, px in enumerate(PRICES_PATH)])
     assert join.add_outcome(outcome("nope", 0, 1, T0 + BAR)) == []
     assert join.counts["orphan_outcomes"] == 1
-    assert join.advance(ms(T0) + 10 * HOUR_MS) == []  # no price labels without auto
+    assert join.advance(to_ms(T0) + 10 * HOUR_MS) == []  # no price labels without auto
     assert join.pending == 6
-    join.advance(ms(T0 + 5 * BAR) + 3 * 24 * HOUR_MS + 1)
+    join.advance(to_ms(T0 + 5 * BAR) + 3 * 24 * HOUR_MS + 1)
     assert join.pending == 0
     assert join.counts["unlabelled_evicted"] == 6
     assert join.add_outcome(outcome("momo-AAA-0", 0, 1, T0 + 4 * 24 * BAR)) == []
@@ -171,7 +172,7 @@ def test_snapshot_restore_mid_stream_gives_identical_labels() -> None:
             labels.extend(join.add_decision(d))
             if n in outcomes:
                 labels.extend(join.add_outcome(outcomes[n]))
-        labels.extend(join.advance(ms(T0) + 48 * HOUR_MS))
+        labels.extend(join.advance(to_ms(T0) + 48 * HOUR_MS))
         return labels
 
     baseline = run(None)
