@@ -16,6 +16,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from streams.settings import Settings
+    from streams.worker.runner import RunnerOptions
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -70,30 +75,82 @@ def _cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_worker(args: argparse.Namespace) -> int:
-    from streams.settings import Settings, SettingsError
-    from streams.worker.app import run_worker
-    from streams.worker.runner import RunnerOptions
-
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"policyloop worker: {exc}", file=sys.stderr)
-        return 2
-    settings = settings.with_overrides(
+def worker_settings(args: argparse.Namespace, settings: Settings) -> Settings:
+    """``settings`` with the ``policyloop worker`` tuning flags that were given: a flag left
+    out keeps the value of the environment (or its default). SettingsError when out of range."""
+    return settings.with_overrides(
         checkpoint_interval_s=args.checkpoint_interval,
         idle_flush_s=args.idle_flush,
         pipeline_batch_records=args.max_records,
     )
-    options = RunnerOptions(
-        checkpoint_interval_s=settings.checkpoint_interval_s,
-        idle_flush_s=settings.idle_flush_s,
-        max_records=settings.pipeline_batch_records,
-        allowed_lateness_ms=settings.watermark_lateness_ms,
-    )
+
+
+def worker_options(args: argparse.Namespace, settings: Settings) -> RunnerOptions:
+    """The runner options ``policyloop worker`` runs with (see ``worker_settings``)."""
+    from streams.worker.runner import RunnerOptions
+
+    return RunnerOptions.from_settings(worker_settings(args, settings))
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from streams.settings import Settings, SettingsError
+    from streams.worker import app
+    from streams.worker.runner import RunnerOptions
+
+    try:
+        settings = worker_settings(args, Settings.from_env())
+    except SettingsError as exc:
+        print(f"policyloop worker: {exc}", file=sys.stderr)
+        return 2
     roles = ("sequencer", "pipeline") if args.role == "all" else (args.role,)
-    run_worker(settings, roles=roles, options=options, loglevel=args.loglevel)
+    options = RunnerOptions.from_settings(settings)
+    app.run_worker(settings, roles=roles, options=options, loglevel=args.loglevel)
     return 0
+
+
+def _add_worker_command(sub: Any) -> None:
+    from streams.settings import settings_help
+
+    work = sub.add_parser(
+        "worker",
+        help="run the pipeline on Kafka (settings from POLICYLOOP_*)",
+        description="Run the pipeline as a streaming service on Kafka. Settings come from\n"
+        "the environment; the tuning flags below override it only when given.",
+        epilog="environment:\n" + settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    work.add_argument(
+        "--role",
+        choices=("all", "sequencer", "pipeline"),
+        default="all",
+        help="the stages this process runs (default: all, i.e. both)",
+    )
+    work.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between state checkpoints (default: POLICYLOOP_CHECKPOINT_INTERVAL_S)",
+    )
+    work.add_argument(
+        "--idle-flush",
+        type=float,
+        metavar="SECONDS",
+        help="seconds idle (all inputs caught up) before buffered records are released, as "
+        "replay does at the end of its file (default: POLICYLOOP_IDLE_FLUSH_S)",
+    )
+    work.add_argument(
+        "--max-records",
+        type=int,
+        metavar="N",
+        help="sequenced records per pipeline transaction (default: "
+        "POLICYLOOP_PIPELINE_BATCH_RECORDS)",
+    )
+    work.add_argument(
+        "--loglevel",
+        default="warning",
+        help="log level of the worker process: debug, info, warning, error (default: warning)",
+    )
+    work.set_defaults(func=_cmd_worker)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -146,23 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_policy_commands(sub)
     add_kafka_commands(sub)
 
-    work = sub.add_parser("worker", help="run the pipeline on Kafka (settings from POLICYLOOP_*)")
-    work.add_argument("--role", choices=("all", "sequencer", "pipeline"), default="all")
-    work.add_argument(
-        "--checkpoint-interval", type=float, default=30.0, help="seconds between state checkpoints"
-    )
-    work.add_argument(
-        "--idle-flush",
-        type=float,
-        default=3.0,
-        help="seconds idle (all inputs caught up) before buffered records are "
-        "released, as replay does at the end of its file",
-    )
-    work.add_argument(
-        "--max-records", type=int, default=5000, help="sequenced records per pipeline transaction"
-    )
-    work.add_argument("--loglevel", default="warning")
-    work.set_defaults(func=_cmd_worker)
+    _add_worker_command(sub)
 
     demo = sub.add_parser("demo", help="simulate a market, replay it and summarise")
     demo.add_argument("--out", default="demo-out")

@@ -1,24 +1,45 @@
 """Per-partition record batches over one aiokafka producer (its batch API: ``create_batch``
 and ``send_batch``), far cheaper than a ``send`` and a future per record. Batches of one
 partition go out in order over an idempotent producer, so a partition keeps the order of
-``append`` calls. Used by ``policyloop produce`` and the worker's sequencer."""
+``append`` calls. Used by ``policyloop produce`` and the worker's sequencer (over aiokafka,
+or over the in-memory broker of streams/worker/memory_broker.py, which has the same batch
+API)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Protocol
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
+
+
+class BatchBuilder(Protocol):
+    """aiokafka's ``BatchBuilder``: ``append`` returns None when the batch is full."""
+
+    def append(
+        self, *, timestamp: int | None, key: bytes | None, value: bytes | None
+    ) -> object | None: ...
+
+    def close(self) -> None: ...
+
+
+class BatchProducer(Protocol):
+    """The batch API of ``AIOKafkaProducer``."""
+
+    def create_batch(self) -> BatchBuilder: ...
+
+    async def send_batch(
+        self, batch: BatchBuilder, topic: str, *, partition: int
+    ) -> Awaitable[Any]: ...
 
 
 class PartitionBatches:
     """Per-(topic, partition) batch builders over one producer; keeps delivery futures."""
 
-    def __init__(self, producer: AIOKafkaProducer, partitions: dict[str, int]) -> None:
+    def __init__(self, producer: BatchProducer, partitions: dict[str, int]) -> None:
         self.producer = producer
-        self.open: dict[tuple[str, int], Any] = {}
+        self.open: dict[tuple[str, int], BatchBuilder] = {}
         self.partitions = partitions
         self.slots: dict[tuple[str, bytes | None], tuple[str, int]] = {}
         self.pending: list[Awaitable[Any]] = []

@@ -18,4 +18,8 @@ changing results. The sequenced log fixes one interleaving of all inputs; the ru
 pure function of that log, so after a crash it restores the last checkpoint, re-reads the log
 from the checkpoint's offset with outputs suppressed up to the last committed offset, and
 goes on: nothing lost, nothing doubled.
+
+The stages take their Kafka clients from a factory (clients.py: aiokafka in production, the
+in-memory broker of memory_broker.py in tests, same contract) and the runner its timers from
+an injected clock, so tests drive both stages step by step without Kafka or waiting.
 """

@@ -5,12 +5,16 @@ server, and runs the two stages as tasks. The stages use aiokafka's batch API di
 (``getmany``) rather than Faust's per-event streams, whose ~80 us per event would cap the
 worker far below the pipeline's own rate; Faust's group membership is still what the stages
 use underneath (aiokafka consumer groups). No business logic lives here.
+
+Faust's app data directory (``datadir``) is ``settings.data_dir / <app name>``, never the
+working directory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -21,6 +25,7 @@ from processors.pipeline import PipelineConfig
 from streams.kafka_topics import NewTopicSpec, create_topics, topic_partitions
 from streams.metrics import PipelineCollector
 from streams.settings import Settings
+from streams.worker.clients import Clients, KafkaClients
 from streams.worker.runner import Runner, RunnerOptions
 from streams.worker.sequencer import Sequencer
 from streams.worker.stats import WorkerStats
@@ -50,7 +55,11 @@ def internal_topic_specs(settings: Settings) -> list[NewTopicSpec]:
 
 
 class WorkerService:
-    """Both stages of one worker process, with their shared metrics registry."""
+    """Both stages of one worker process, with their shared metrics registry.
+
+    ``clients`` builds the stages' Kafka clients (default: aiokafka with ``settings``);
+    ``prepare`` creates topics with the admin client of ``settings`` either way.
+    """
 
     def __init__(
         self,
@@ -58,8 +67,10 @@ class WorkerService:
         options: RunnerOptions | None = None,
         config: PipelineConfig | None = None,
         roles: tuple[str, ...] = ("all",),
+        clients: Clients | None = None,
     ):
         self.settings = settings
+        self.clients: Clients = clients or KafkaClients(settings)
         self.options = options or RunnerOptions()
         self.config = config
         self.roles = roles
@@ -89,11 +100,19 @@ class WorkerService:
         topics = internal_topics(self.settings)
         tasks = []
         if "all" in self.roles or "sequencer" in self.roles:
-            sequencer = Sequencer(self.settings, topics["sequenced"], self.stats)
+            sequencer = Sequencer(
+                self.settings, topics["sequenced"], self.stats, clients=self.clients
+            )
             tasks.append(asyncio.create_task(sequencer.run(self.stopping)))
         if "all" in self.roles or "pipeline" in self.roles:
             self.runner = Runner(
-                self.settings, topics, partitions, self.stats, self.options, self.config
+                self.settings,
+                topics,
+                partitions,
+                self.stats,
+                self.options,
+                self.config,
+                clients=self.clients,
             )
             tasks.append(asyncio.create_task(self.runner.run(self.stopping)))
         await asyncio.gather(*tasks)
@@ -116,10 +135,27 @@ class ShellApp(faust.App):
     BootStrategy = _ShellBoot
 
 
+def app_name(settings: Settings) -> str:
+    """The Faust app's name (also the folder of its data under ``settings.data_dir``)."""
+    return f"{settings.topic_prefix}{settings.consumer_group}-app"
+
+
+def faust_datadir(settings: Settings) -> Path:
+    """Faust's app data directory: ``settings.data_dir / app_name(settings)``."""
+    return settings.data_dir / app_name(settings)
+
+
 def build_app(service: WorkerService) -> faust.App:
+    """The Faust app running ``service``: /metrics page, the stages' task, a heartbeat.
+
+    Creates ``settings.data_dir`` (Faust creates only the last level of its datadir)."""
     settings = service.settings
+    datadir = faust_datadir(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = ShellApp(
-        f"{settings.topic_prefix}{settings.consumer_group}-app",
+        app_name(settings),
+        # Faust formats its datadir with str.format(conf=...): double any brace of the path
+        datadir=str(datadir).replace("{", "{{").replace("}", "}}"),
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         web_host=settings.metrics_host,
         web_port=settings.metrics_port,

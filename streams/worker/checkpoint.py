@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
-from streams.settings import Settings
+from streams.worker.clients import Clients, Producer
 
 CHUNK_BYTES = 512 * 1024
 MANIFEST_KEY = b"manifest"
@@ -41,7 +41,7 @@ def decode_state(blob: bytes) -> dict[str, Any]:
 
 
 async def write_checkpoint(
-    producer: AIOKafkaProducer,
+    producer: Producer,
     topic: str,
     generation: int,
     previous: Checkpoint | None,
@@ -67,13 +67,11 @@ async def write_checkpoint(
     return len(chunks)
 
 
-async def read_checkpoint(settings: Settings, topic: str) -> tuple[Checkpoint | None, int]:
-    """The latest committed checkpoint (or None) and its chunk count."""
-    consumer = AIOKafkaConsumer(
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **settings.aiokafka_common(),
+async def read_checkpoint(clients: Clients, topic: str) -> tuple[Checkpoint | None, int]:
+    """The latest committed checkpoint (or None) and its chunk count, read from the start of
+    ``topic`` by a consumer of ``clients`` without a group."""
+    consumer = clients.consumer(
+        isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:

@@ -13,6 +13,10 @@ of the whole state are published in one transaction (transactional id
 ``<prefix><group>-pipeline``: a new holder fences the old one). On assignment or after any
 error the state is restored from the last checkpoint and the log re-read from there; outputs
 of records below the last committed offset are recomputed but not sent again.
+
+The Kafka clients come from an injected ``Clients`` factory (aiokafka by default, the
+in-memory broker in tests) and the idle and checkpoint timers read an injected ``Clock``, so
+the runner can be driven step by step (``start``, ``step``, ``stop``) without Kafka or waits.
 """
 
 from __future__ import annotations
@@ -21,10 +25,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -35,24 +40,56 @@ from processors.pipeline import Pipeline, PipelineConfig
 from streams.adapter import Rejected, decode_record
 from streams.settings import Settings
 from streams.worker.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
+from streams.worker.clients import Clients, Consumer, KafkaClients, Producer
 from streams.worker.framing import FLUSH, PROGRESS, flush_frame, parse_frame
 from streams.worker.sources import NO_TIME, Sources
 from streams.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 NEVER = 2**63  # max event time minus this is below any watermark: no auto release
+IDLE_POLL_MS = 200
+STANDBY_SLEEP_S = 0.1
+RETRY_SLEEP_S = 1.0
+
+Clock = Callable[[], float]
+"""Monotonic seconds (``time.monotonic``): only for operational timers, never for outputs."""
 
 
 @dataclass(frozen=True)
 class RunnerOptions:
+    """How the runner batches and times its work.
+
+    allowed_lateness_ms: event-time skew between input partitions waited for before
+    records are released; checkpoint_interval_s: a checkpoint goes into the first
+    transaction this long after the previous one; idle_flush_s: how long every input must
+    be caught up with nothing new before a flush marker is appended (records arriving after
+    a flush are late: the only way these timers reach the outputs); max_records: sequenced
+    records per transaction (at most).
+    """
+
     allowed_lateness_ms: int = 15 * 60 * 1000
     checkpoint_interval_s: float = 30.0
     idle_flush_s: float = 3.0
     max_records: int = 5000
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerOptions:
+        """The options of ``settings`` (WATERMARK_LATENESS_MS, CHECKPOINT_INTERVAL_S,
+        IDLE_FLUSH_S, PIPELINE_BATCH_RECORDS)."""
+        return cls(
+            allowed_lateness_ms=settings.watermark_lateness_ms,
+            checkpoint_interval_s=settings.checkpoint_interval_s,
+            idle_flush_s=settings.idle_flush_s,
+            max_records=settings.pipeline_batch_records,
+        )
+
 
 class Runner:
-    """Runs the pipeline when this worker holds the sequenced partition."""
+    """Runs the pipeline when this worker holds the sequenced partition.
+
+    ``clients`` builds the Kafka clients (default: aiokafka with ``settings``); ``clock``
+    times the idle flush and the checkpoint interval (default ``time.monotonic``).
+    """
 
     def __init__(
         self,
@@ -62,8 +99,13 @@ class Runner:
         stats: WorkerStats,
         options: RunnerOptions | None = None,
         config: PipelineConfig | None = None,
+        *,
+        clients: Clients | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.settings = settings
+        self.clients: Clients = clients or KafkaClients(settings)
+        self.clock = clock
         self.topics = topics
         self.input_partitions = input_partitions
         self.stats = stats
@@ -73,7 +115,8 @@ class Runner:
         self.group = f"{settings.consumer_group}-pipeline"
         self.pipeline = self._fresh_pipeline()
         self.sources = Sources(input_partitions)
-        self.producer: AIOKafkaProducer | None = None
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
         self.assigned = False
         self.needs_recovery = False
         self.next_offset = 0
@@ -81,7 +124,7 @@ class Runner:
         self.checkpoint: Checkpoint | None = None
         self.checkpoint_chunks = 0
         self.last_checkpoint_at = 0.0
-        self.last_data_at = time.monotonic()
+        self.last_data_at = clock()
         self.flush_requested = False
         self.input_timestamp_ms: int | None = None
 
@@ -141,53 +184,71 @@ class Runner:
     # -- the loop -------------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        settings = self.settings
-        consumer = AIOKafkaConsumer(
+        """Run until ``stopping`` is set; a Kafka error leads to a recovery, not an exit."""
+        try:
+            await self.start()
+            while not stopping.is_set():
+                try:
+                    await self.step()
+                except KafkaError as exc:
+                    log.warning("pipeline runner: %s; recovering from the last checkpoint", exc)
+                    self.needs_recovery = True
+                    await self._stop_producer()
+                    await asyncio.sleep(RETRY_SLEEP_S)
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Create the consumer and join the group ``<group>-pipeline``."""
+        consumer = self.clients.consumer(
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=8 * 1024 * 1024,
-            **settings.aiokafka_common(),
         )
         consumer.subscribe([self.tp.topic], listener=_Listener(self))
         await consumer.start()
-        try:
-            while not stopping.is_set():
-                try:
-                    if self.needs_recovery and self.assigned:
-                        await self._recover(consumer)
-                    await self._step(consumer)
-                except KafkaError as exc:
-                    log.warning("pipeline runner: %s; recovering from the last checkpoint", exc)
-                    self.needs_recovery = True
-                    await self._stop_producer()
-                    await asyncio.sleep(1.0)
-        finally:
-            await self._stop_producer()
+        self.consumer = consumer
+
+    async def step(self) -> int:
+        """One turn: recover if newly assigned, then process one batch of the log (or, when
+        there is none, consider the idle flush). Returns the number of records of the log
+        applied (0 when idle or standing by); raises the clients' KafkaError."""
+        consumer = self.consumer
+        if consumer is None:
+            raise RuntimeError("Runner.step before start")
+        if self.needs_recovery and self.assigned:
+            await self._recover(consumer)
+        return await self._step(consumer)
+
+    async def stop(self) -> None:
+        """Stop the producer and leave the group."""
+        await self._stop_producer()
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
             await consumer.stop()
 
-    async def _recover(self, consumer: AIOKafkaConsumer) -> None:
+    async def _recover(self, consumer: Consumer) -> None:
         self.checkpoint, self.checkpoint_chunks = await read_checkpoint(
-            self.settings, self.topics["state"]
+            self.clients, self.topics["state"]
         )
         self.restore(self.checkpoint)
         committed = await consumer.committed(self.tp)
         self.suppress_below = committed or 0
         consumer.seek(self.tp, self.next_offset)
         await self._stop_producer()
-        producer = AIOKafkaProducer(
+        producer = self.clients.producer(
             transactional_id=f"{self.settings.topic_prefix}{self.group}",
             enable_idempotence=True,
             acks="all",
             linger_ms=self.settings.linger_ms,
             max_batch_size=1024 * 1024,
-            **self.settings.aiokafka_common(),
         )
         await producer.start()
         self.producer = producer
         self.needs_recovery = False
-        self.last_checkpoint_at = time.monotonic()
+        self.last_checkpoint_at = self.clock()
         self.stats.recoveries_total.inc()
         self.stats.active.set(1)
         log.info(
@@ -202,17 +263,17 @@ class Runner:
             with contextlib.suppress(KafkaError):
                 await producer.stop()
 
-    async def _step(self, consumer: AIOKafkaConsumer) -> None:
+    async def _step(self, consumer: Consumer) -> int:
         if not self.assigned or self.producer is None:
-            await asyncio.sleep(0.1)
-            return
+            await asyncio.sleep(STANDBY_SLEEP_S)
+            return 0
         batch = await consumer.getmany(
-            self.tp, timeout_ms=200, max_records=self.options.max_records
+            self.tp, timeout_ms=IDLE_POLL_MS, max_records=self.options.max_records
         )
         records = batch.get(self.tp, [])
         if not records:
             await self._maybe_request_flush()
-            return
+            return 0
         outputs: list[Output] = []
         timestamps: list[int] = []
         for record in records:
@@ -225,7 +286,7 @@ class Runner:
             else:
                 self.stats.suppressed_total.inc(len(produced))
             self.next_offset = record.offset + 1
-        self.last_data_at = time.monotonic()
+        self.last_data_at = self.clock()
         self.stats.settled.set(0)
         await self._commit(outputs)
         now_ms = time.time() * 1000.0
@@ -234,12 +295,13 @@ class Runner:
         end = consumer.highwater(self.tp)
         if end is not None:
             self.stats.pipeline_lag.set(max(end - self.next_offset, 0))
+        return len(records)
 
     async def _commit(self, outputs: list[Output]) -> None:
         producer = self.producer
         assert producer is not None
         topic = self.settings.topic
-        checkpoint_due = time.monotonic() - self.last_checkpoint_at >= (
+        checkpoint_due = self.clock() - self.last_checkpoint_at >= (
             self.options.checkpoint_interval_s
         )
         async with producer.transaction():
@@ -265,14 +327,14 @@ class Runner:
         if checkpoint_due:
             self.checkpoint = Checkpoint(generation, self.next_offset, {})
             self.checkpoint_chunks = chunks
-            self.last_checkpoint_at = time.monotonic()
+            self.last_checkpoint_at = self.clock()
             self.stats.checkpoints_total.inc()
 
     async def _maybe_request_flush(self) -> None:
         """All inputs caught up and nothing new for a while: append a flush marker to the log
         (acted on when read back, so a recovery replays it at the same place)."""
         pipeline = self.pipeline
-        idle = time.monotonic() - self.last_data_at >= self.options.idle_flush_s
+        idle = self.clock() - self.last_data_at >= self.options.idle_flush_s
         has_pending = len(pipeline.buffer) > 0 or pipeline.watermark_ms < pipeline.max_event_ms
         caught_up = self.sources.all_caught_up()
         self.stats.settled.set(1 if caught_up and not has_pending else 0)
@@ -290,13 +352,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
 
-    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+    async def on_partitions_revoked(self, revoked: Collection[TopicPartition]) -> None:
         if self.runner.tp in revoked:
             self.runner.assigned = False
             self.runner.stats.active.set(0)
             await self.runner._stop_producer()
 
-    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+    async def on_partitions_assigned(self, assigned: Collection[TopicPartition]) -> None:
         if self.runner.tp in assigned:
             self.runner.assigned = True
             self.runner.needs_recovery = True

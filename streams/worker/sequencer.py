@@ -7,6 +7,10 @@ offset) for every assigned partition whose progress changed; then, once every se
 acknowledged, the input offsets are committed. At-least-once: after a crash or a rebalance a
 record may be appended twice; the runner skips anything at or below the offset it has already
 seen for that partition.
+
+The Kafka clients come from an injected ``Clients`` factory (aiokafka by default, the
+in-memory broker in tests); ``start``, ``step`` and ``stop`` let a test drive it batch by
+batch. The sequencer reads no clock: markers state positions, never times.
 """
 
 from __future__ import annotations
@@ -14,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from models.topics import INPUT_TOPICS
 from streams.kafka_batches import PartitionBatches
 from streams.settings import Settings
+from streams.worker.clients import Clients, Consumer, KafkaClients, Producer
 from streams.worker.framing import progress_frame, record_frame
 from streams.worker.stats import WorkerStats
 
@@ -28,49 +33,83 @@ MAX_RECORDS = 20_000
 
 
 class Sequencer:
-    """Consumes the input topics and appends them to the sequenced log."""
+    """Consumes the input topics and appends them to the sequenced log.
 
-    def __init__(self, settings: Settings, sequenced_topic: str, stats: WorkerStats) -> None:
+    ``clients`` builds the Kafka clients (default: aiokafka with ``settings``);
+    ``max_records`` bounds the input records of one step.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        sequenced_topic: str,
+        stats: WorkerStats,
+        *,
+        clients: Clients | None = None,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
         self.settings = settings
         self.sequenced_topic = sequenced_topic
         self.stats = stats
+        self.clients: Clients = clients or KafkaClients(settings)
+        self.max_records = max_records
+        self.consumer: Consumer | None = None
+        self.producer: Producer | None = None
         self._reported: dict[TopicPartition, tuple[int, int]] = {}
 
     async def run(self, stopping: asyncio.Event) -> None:
+        """Run until ``stopping`` is set; a Kafka error is logged and the step retried."""
+        try:
+            await self.start()
+            while not stopping.is_set():
+                try:
+                    await self.step()
+                except KafkaError as exc:
+                    log.warning("sequencer: %s; retrying", exc)
+                    await asyncio.sleep(1.0)
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Create the clients and join the group ``<group>-sequencer``."""
         settings = self.settings
-        consumer = AIOKafkaConsumer(
+        consumer = self.clients.consumer(
             *[settings.topic(name) for name in INPUT_TOPICS],
             group_id=f"{settings.consumer_group}-sequencer",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_partition_fetch_bytes=4 * 1024 * 1024,
-            **settings.aiokafka_common(),
         )
-        producer = AIOKafkaProducer(
+        producer = self.clients.producer(
             acks="all",
             enable_idempotence=True,
             linger_ms=settings.linger_ms,
             max_batch_size=1024 * 1024,
-            **settings.aiokafka_common(),
         )
         await consumer.start()
+        self.consumer = consumer
         await producer.start()
-        try:
-            while not stopping.is_set():
-                try:
-                    await self._step(consumer, producer)
-                except KafkaError as exc:
-                    log.warning("sequencer: %s; retrying", exc)
-                    await asyncio.sleep(1.0)
-        finally:
+        self.producer = producer
+
+    async def stop(self) -> None:
+        """Leave the group and stop the producer."""
+        consumer, self.consumer = self.consumer, None
+        producer, self.producer = self.producer, None
+        if consumer is not None:
             await consumer.stop()
+        if producer is not None:
             await producer.stop()
 
-    async def _step(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer) -> None:
-        batches = await consumer.getmany(timeout_ms=200, max_records=MAX_RECORDS)
+    async def step(self) -> int:
+        """Append one fetched batch and the changed progress markers, then commit; returns
+        the number of input records appended."""
+        consumer, producer = self.consumer, self.producer
+        if consumer is None or producer is None:
+            raise RuntimeError("Sequencer.step before start")
+        batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
         unprefixed = self.settings.unprefixed
-        log = PartitionBatches(producer, {self.sequenced_topic: 1})
+        sequenced = PartitionBatches(producer, {self.sequenced_topic: 1})
         slot = (self.sequenced_topic, 0)
         forwarded = 0
         for tp, records in batches.items():
@@ -84,7 +123,7 @@ class Sequencer:
                     record.timestamp,
                     record.value,
                 )
-                await log.add(slot, None, frame, None)
+                await sequenced.add(slot, None, frame, None)
             forwarded += len(records)
         assignment = consumer.assignment()
         self.stats.sequencer_partitions.set(len(assignment))
@@ -99,12 +138,13 @@ class Sequencer:
             if self._reported.get(tp) != (position, end):
                 self._reported[tp] = (position, end)
                 frame = progress_frame(name, tp.partition, position, end)
-                await log.add(slot, None, frame, None)
+                await sequenced.add(slot, None, frame, None)
             lag[name] = lag.get(name, 0) + max(end - position, 0)
         for name, behind in lag.items():
             self.stats.consumer_lag.labels(topic=name).set(behind)
-        await log.submit_all()
-        await log.delivered()
+        await sequenced.submit_all()
+        await sequenced.delivered()
         if forwarded:
             await consumer.commit()
             self.stats.sequenced_total.inc(forwarded)
+        return forwarded

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import ssl
 from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings, SettingsError
+from streams.settings import Settings, SettingsError, default_data_dir, settings_help
 
 SECRET = "hunter2-very-secret"
 KEY_SECRET = "key-pass-also-secret"
@@ -28,7 +29,7 @@ def test_defaults() -> None:
     assert settings.security_protocol == "PLAINTEXT"
     assert settings.metrics_host == "127.0.0.1"
     assert settings.metrics_port == 9108
-    assert settings.data_dir == Path(".policyloop-data")
+    assert settings.data_dir == default_data_dir()
     assert settings.input_partitions == 4
     assert settings.output_partition_count == 4
     assert settings.replication_factor == 1
@@ -62,6 +63,48 @@ def test_environment_overrides_and_ignores_unrelated_or_empty_variables() -> Non
     assert settings.replication_factor == 3
     assert settings.data_dir == Path("/var/lib/policyloop")
     assert settings.sasl_username is None
+
+
+def test_a_value_is_stripped_and_blank_counts_as_unset() -> None:
+    settings = Settings.from_env(
+        {"POLICYLOOP_CONSUMER_GROUP": "  pl  ", "POLICYLOOP_TOPIC_PREFIX": "   "}
+    )
+    assert (settings.consumer_group, settings.topic_prefix) == ("pl", "")
+
+
+def test_unknown_policyloop_variables_are_left_alone() -> None:
+    """Tools and tests have variables of their own under the prefix."""
+    assert Settings.from_env({"POLICYLOOP_TEST_KEEP_TOPICS": "1"}) == Settings()
+
+
+def test_only_from_env_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("POLICYLOOP_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("POLICYLOOP_TOPIC_PREFIX", "from-env.")
+    monkeypatch.setenv("POLICYLOOP_IDLE_FLUSH_S", "7")
+    assert Settings().topic_prefix == ""
+    assert (Settings.from_env().topic_prefix, Settings.from_env().idle_flush_s) == ("from-env.", 7)
+
+
+def test_data_dir_defaults_to_the_xdg_state_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    assert Settings.from_env({}).data_dir == tmp_path / "policyloop"
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")  # invalid by the spec: ignored
+    assert Settings.from_env({}).data_dir == Path.home() / ".local/state/policyloop"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert Settings().data_dir == Path.home() / ".local/state/policyloop"
+    assert Settings.from_env({"POLICYLOOP_DATA_DIR": "here"}).data_dir == Path("here")
+
+
+def test_every_setting_is_described_in_the_help() -> None:
+    text = settings_help()
+    for name, field in Settings.model_fields.items():
+        assert field.description, name
+        assert f"POLICYLOOP_{name.upper()} (default: " in text
+    assert "POLICYLOOP_METRICS_PORT (default: 9108)" in text
 
 
 def test_settings_are_frozen_and_overrides_are_validated() -> None:

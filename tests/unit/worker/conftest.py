@@ -1,0 +1,251 @@
+"""The worker's stages on the in-memory broker, driven step by step with a fake clock.
+
+``market``: a small simulated market, its records as ``policyloop produce`` publishes them,
+and the reference: the outputs of offline replay (``Pipeline`` over the file as
+``streams.replay`` runs it, checked against ``run_replay``'s files). ``Worker`` holds one
+worker's sequencer and runner on a ``MemoryBroker``; ``assert_replay_outputs`` compares what
+the output topics hold (read_committed) with the reference.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+
+from models.codec import encode
+from models.topics import DEAD_LETTERS, INPUT_TOPICS, OUTPUT_TOPICS
+from processors.core.base import Envelope, Output
+from processors.pipeline import Pipeline
+from streams.adapter import Rejected, decode_line
+from streams.kafka_batches import PartitionBatches
+from streams.kafka_topics import contract_topics
+from streams.output_files import STREAM_FILES
+from streams.produce import _LineConverter, replay_lines
+from streams.replay import run_replay
+from streams.settings import Settings
+from streams.simulator import SimulationConfig, simulate
+from streams.worker.app import internal_topic_specs, internal_topics
+from streams.worker.memory_broker import MemoryBroker
+from streams.worker.runner import Runner, RunnerOptions
+from streams.worker.sequencer import Sequencer
+from streams.worker.stats import WorkerStats
+
+SETTINGS = Settings(topic_prefix="t.", consumer_group="g")
+KafkaRecord = tuple[str, bytes | None, bytes, int | None, bytes | None]
+Keyed = dict[str, dict[str, list[bytes]]]  # topic -> key -> values in order
+
+
+class FakeClock:
+    """Monotonic seconds that move only when a test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Market:
+    """A simulated market: the Kafka records of its lines, replay's outputs for it and
+    replay's input counts by outcome (processed, duplicate, dead_letter)."""
+
+    records: list[KafkaRecord]
+    reference: list[Output]
+    outcomes: dict[str, float]
+
+
+@pytest.fixture(scope="session")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Market:
+    folder = tmp_path_factory.mktemp("worker-market")
+    path = folder / "market.jsonl"
+    simulate(SimulationConfig(seed=5, days=2, symbols=6), path)
+    pipeline = Pipeline()
+    reference = offline_replay(path, pipeline)
+    run_replay(path, folder / "replay")
+    for topic in STREAM_FILES:  # the reference is replay's output, record for record
+        expected = (folder / "replay" / f"{topic}.jsonl").read_bytes().splitlines()
+        assert [encode(o.value) for o in reference if o.topic == topic] == expected, topic
+    converter = _LineConverter()
+    records = [converter.convert(number, line) for number, line in replay_lines(path)]
+    return Market(records, reference, outcomes(pipeline))
+
+
+def offline_replay(path: Path, pipeline: Pipeline) -> list[Output]:
+    """Every output of ``pipeline`` over ``path``, in order, fed as ``streams.replay`` does."""
+    outputs: list[Output] = []
+    batch: list[Envelope] = []
+    for number, line in replay_lines(path):
+        decoded = decode_line(line, f"line:{number}")
+        if isinstance(decoded, Rejected):
+            outputs += pipeline.handle_batch(batch)
+            batch = []
+            outputs += pipeline.reject(
+                decoded.source_topic, decoded.key, decoded.raw, decoded.error, decoded.source
+            )
+        else:
+            batch.append(decoded)
+    outputs += pipeline.handle_batch(batch)
+    outputs += pipeline.finish()
+    return outputs
+
+
+def new_broker(settings: Settings = SETTINGS) -> MemoryBroker:
+    """A broker with every contract and internal topic of ``settings``."""
+    broker = MemoryBroker(clock_ms=lambda: 1_700_000_000_000)
+    broker.create_topics([*contract_topics(settings), *internal_topic_specs(settings)])
+    return broker
+
+
+async def publish(
+    broker: MemoryBroker, records: list[KafkaRecord], settings: Settings = SETTINGS
+) -> None:
+    """Publish ``records`` as ``policyloop produce`` does: input records to their topic's
+    partition of their partition key (murmur2), dead letters to ``dead_letters``."""
+    producer = broker.producer(acks="all", enable_idempotence=True)
+    await producer.start()
+    targets = {name: settings.topic(name) for name in (*INPUT_TOPICS, DEAD_LETTERS)}
+    batches = PartitionBatches(
+        producer, {name: len(broker.partitions(name)) for name in targets.values()}
+    )
+    for topic, key, value, ts, part_key in records:
+        await batches.add(batches.slot(targets[topic], part_key), key, value, ts)
+    await batches.submit_all()
+    await batches.delivered()
+    await producer.stop()
+
+
+@dataclass
+class Worker:
+    """One worker's stages on ``broker``: ``step`` runs a sequencer step, then a runner step."""
+
+    broker: MemoryBroker
+    clock: FakeClock
+    options: RunnerOptions = field(default_factory=RunnerOptions)
+    settings: Settings = SETTINGS
+    sequencer_records: int = 20_000
+
+    def __post_init__(self) -> None:
+        self._registries: dict[int, CollectorRegistry] = {}
+        self.sequencer = Sequencer(
+            self.settings,
+            internal_topics(self.settings)["sequenced"],
+            WorkerStats(CollectorRegistry()),
+            clients=self.broker,
+            max_records=self.sequencer_records,
+        )
+        self.runner = self.new_runner()
+
+    def new_runner(self) -> Runner:
+        partitions = {
+            name: self.broker.partitions(self.settings.topic(name)) for name in INPUT_TOPICS
+        }
+        registry = CollectorRegistry()
+        runner = Runner(
+            self.settings,
+            internal_topics(self.settings),
+            partitions,
+            WorkerStats(registry),
+            self.options,
+            clients=self.broker,
+            clock=self.clock,
+        )
+        self._registries[id(runner)] = registry
+        return runner
+
+    def metric(self, name: str, runner: Runner | None = None) -> float:
+        """A sample of ``runner``'s metrics (default: the current runner's), 0 when absent."""
+        registry = self._registries[id(runner or self.runner)]
+        return float(registry.get_sample_value(name) or 0.0)
+
+    async def start(self) -> None:
+        await self.sequencer.start()
+        await self.runner.start()
+
+    async def stop(self) -> None:
+        await self.runner.stop()
+        await self.sequencer.stop()
+
+    async def step(self) -> tuple[int, int]:
+        """(input records sequenced, log records applied by the runner)."""
+        return await self.sequencer.step(), await self.runner.step()
+
+    async def settle(self, max_rounds: int = 10_000) -> int:
+        """Step until a round moves nothing (no input sequenced, no log record applied, no
+        flush marker appended); returns the rounds that moved something."""
+        sequenced = internal_topics(self.settings)["sequenced"]
+        for rounds in range(max_rounds):
+            end = self.broker.end_offset(sequenced)
+            if await self.step() == (0, 0) and self.broker.end_offset(sequenced) == end:
+                return rounds
+        raise AssertionError(f"the stages still move after {max_rounds} rounds")
+
+    async def idle_flush(self) -> None:
+        """Let ``idle_flush_s`` pass, then step until the flush is acted on and all settled."""
+        self.clock.advance(self.options.idle_flush_s)
+        await self.settle()
+
+
+def outcomes(pipeline: Pipeline) -> dict[str, float]:
+    """Input records by outcome (processed, duplicate, dead_letter), from the metrics."""
+    found: dict[str, float] = defaultdict(float)
+    for sample in pipeline.metrics():
+        if sample.name == "policyloop_events_total":
+            found[dict(sample.labels)["outcome"]] += sample.value
+    return dict(found)
+
+
+def late_events(pipeline: Pipeline) -> float:
+    """Records that arrived behind the watermark (policyloop_late_events_total)."""
+    return sum(s.value for s in pipeline.metrics() if s.name == "policyloop_late_events_total")
+
+
+def keyed_outputs(broker: MemoryBroker, *, committed: bool = True) -> Keyed:
+    """The values of every output topic by key, in offset order (one key, one partition)."""
+    level = "read_committed" if committed else "read_uncommitted"
+    found: Keyed = {}
+    for topic in OUTPUT_TOPICS:
+        by_key: dict[str, list[bytes]] = defaultdict(list)
+        for record in broker.records(SETTINGS.topic(topic), isolation_level=level):
+            assert record.key is not None and record.value is not None
+            by_key[record.key.decode()].append(record.value)
+        found[topic] = dict(by_key)
+    return found
+
+
+def reference_outputs(reference: list[Output]) -> Keyed:
+    found: Keyed = {topic: {} for topic in OUTPUT_TOPICS}
+    for output in reference:
+        found[output.topic].setdefault(output.key, []).append(encode(output.value))
+    return found
+
+
+def assert_replay_outputs(broker: MemoryBroker, market: Market) -> None:
+    """Every output topic holds replay's records: per key the same records in the same order
+    (so nothing missing, nothing doubled); dead letters the same but for where they came
+    from (a file line in replay, topic:partition:offset on Kafka)."""
+    got, expected = keyed_outputs(broker), reference_outputs(market.reference)
+    for topic in OUTPUT_TOPICS:
+        if topic == DEAD_LETTERS:
+            assert _letters(got[topic]) == _letters(expected[topic])
+        else:
+            assert got[topic] == expected[topic], topic
+
+
+def _letters(by_key: dict[str, list[bytes]]) -> list[bytes]:
+    return sorted(
+        orjson.dumps(
+            {k: v for k, v in orjson.loads(value).items() if k != "source_offset"},
+            option=orjson.OPT_SORT_KEYS,
+        )
+        for values in by_key.values()
+        for value in values
+    )
