@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from models.common import MAX_STR, clip_text
 from models.outputs import MESSAGE_MAX
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -48,7 +49,7 @@ def error_from_validation(exc: ValidationError) -> DecodeError:
     """The first error of a pydantic ValidationError, with its field path."""
     errors = exc.errors(include_url=False, include_context=False, include_input=False)
     first = errors[0]
-    field = ".".join(str(part) for part in first["loc"]) or None
+    field = clip_text(".".join(str(part) for part in first["loc"]), MAX_STR) or None
     message = str(first["msg"])
     if len(errors) > 1:
         message = f"{message} (and {len(errors) - 1} more errors)"

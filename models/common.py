@@ -27,6 +27,35 @@ from pydantic import (
 MAX_STR = 256
 MAX_ENTRIES = 256
 MAX_EVENT_ID = 128
+MAX_NESTING = 64
+"""How deep arrays and objects may nest in an input value. orjson reads 1,024 levels but
+writes about 254, so a deeper value could be accepted and then fail to re-encode (in a dead
+letter, a checkpoint or an output); such a record is a dead letter (``too_deep``) instead."""
+
+
+def clip_text(text: str, limit: int, empty: str = "") -> str:
+    """``text`` cut to at most ``limit`` characters (with a trailing ``...`` when cut), or
+    ``empty`` when it is empty: what the dead-letter path puts into length-limited fields,
+    so that building the dead letter cannot fail."""
+    if not text:
+        return empty
+    if len(text) <= limit:
+        return text
+    return text[: limit - 3] + "..." if limit > 3 else text[:limit]
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep arrays and objects nest in a parsed JSON value (a scalar is 0, ``{}`` 1)."""
+    depth = 0
+    level = [value] if isinstance(value, dict | list) else []
+    while level:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below.extend(child for child in children if isinstance(child, dict | list))
+        level = below
+    return depth
 
 
 _ZERO = timedelta(0)

@@ -12,11 +12,13 @@ from pydantic import Field, JsonValue
 
 from models.common import (
     MAX_ENTRIES,
+    MAX_STR,
     EventId,
     Name,
     NonNegative,
     OutputModel,
     UtcDatetime,
+    clip_text,
 )
 from models.policy import PolicyConfig
 from models.taxonomy import (
@@ -161,6 +163,10 @@ class DeadLetterError(OutputModel):
     field: Name | None = None
 
 
+SOURCE_TOPIC_MAX = 1024
+KEY_MAX = 1024
+
+
 class DeadLetter(OutputModel):
     """`dead_letters`: a record that failed to decode or validate, kept with the reason.
 
@@ -169,9 +175,42 @@ class DeadLetter(OutputModel):
     Kafka) when known.
     """
 
-    source_topic: Annotated[str, Field(min_length=1, max_length=1024)]
-    key: Annotated[str, Field(min_length=0, max_length=1024)] | None
+    source_topic: Annotated[str, Field(min_length=1, max_length=SOURCE_TOPIC_MAX)]
+    key: Annotated[str, Field(min_length=0, max_length=KEY_MAX)] | None
     raw: Annotated[str, Field(min_length=0, max_length=RAW_MAX_BYTES)]
     error: DeadLetterError
     raw_truncated: bool = False
     source_offset: Name | None = None
+
+    @classmethod
+    def clipped(
+        cls,
+        *,
+        source_topic: str,
+        key: str | None,
+        raw: str,
+        error_type: str,
+        message: str,
+        field: str | None,
+        source_offset: str | None,
+    ) -> DeadLetter:
+        """A dead letter with every value clipped to this model's limits, so that building
+        it cannot fail whatever the rejected record held (a 1,100-character topic, a huge
+        key, a field path through a 300-character feature name). ``raw`` is cut to
+        ``RAW_MAX_BYTES`` bytes, and ``raw_truncated`` says so."""
+        encoded = raw.encode("utf-8")
+        truncated = len(encoded) > RAW_MAX_BYTES
+        if truncated:
+            raw = encoded[:RAW_MAX_BYTES].decode("utf-8", errors="ignore")
+        return cls(
+            source_topic=clip_text(source_topic, SOURCE_TOPIC_MAX, "unknown"),
+            key=None if key is None else clip_text(key, KEY_MAX),
+            raw=raw,
+            error=DeadLetterError(
+                type=clip_text(error_type, MAX_STR, "invalid"),
+                message=clip_text(message, MESSAGE_MAX, "invalid record"),
+                field=clip_text(field, MAX_STR) or None if field else None,
+            ),
+            raw_truncated=truncated,
+            source_offset=clip_text(source_offset, MAX_STR) or None if source_offset else None,
+        )

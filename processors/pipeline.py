@@ -25,7 +25,7 @@ from typing import Any
 
 from models.codec import DecodeError
 from models.common import to_ms
-from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, DeadLetterError, PerformanceRow
+from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, PerformanceRow
 from models.topics import DEAD_LETTERS
 from processors.core import metric_names as mn
 from processors.core.alert_router import AlertRouter
@@ -113,21 +113,20 @@ class Pipeline:
         source: str | None = None,
     ) -> list[Output]:
         """A record that failed to decode or validate becomes a dead letter."""
-        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        encoded = text.encode("utf-8")
-        truncated = len(encoded) > RAW_MAX_BYTES
-        if truncated:
-            text = encoded[:RAW_MAX_BYTES].decode("utf-8", errors="ignore")
-        letter = DeadLetter(
-            source_topic=source_topic or "unknown",
+        if isinstance(raw, bytes):
+            # cut before decoding: a 1 MiB record need not become a 1 MiB str first
+            raw = raw[: RAW_MAX_BYTES + 4].decode("utf-8", errors="replace")
+        letter = DeadLetter.clipped(
+            source_topic=source_topic,
             key=key,
-            raw=text,
-            error=DeadLetterError(type=error.type, message=error.message, field=error.field),
-            raw_truncated=truncated,
+            raw=raw,
+            error_type=error.type,
+            message=error.message,
+            field=error.field,
             source_offset=source,
         )
-        self._count(source_topic or "unknown", "dead_letter")
-        return self._count_outputs([Output(DEAD_LETTERS, key or "", letter)])
+        self._count(letter.source_topic, "dead_letter")
+        return self._count_outputs([Output(DEAD_LETTERS, letter.key or "", letter)])
 
     def advance(self, watermark_ms: int) -> list[Output]:
         """Move the watermark to ``watermark_ms`` (drivers that compute their own)."""

@@ -14,6 +14,7 @@ import orjson
 from pydantic import ValidationError
 
 from models.codec import DecodeError, decode_json, decode_obj
+from models.common import MAX_NESTING, nesting_depth
 from models.topics import INPUT_TOPICS
 from processors.core.base import Envelope
 
@@ -35,12 +36,30 @@ _VALIDATORS = {name: spec.model.__pydantic_validator__ for name, spec in INPUT_T
 """What ``Model.model_validate(value)`` calls, without its Python frame (the hot path)."""
 
 
+def too_deep(raw: bytes, parsed: Any) -> DecodeError | None:
+    """A ``too_deep`` error when ``parsed`` (the JSON value of ``raw``) nests deeper than
+    ``MAX_NESTING``. Counting brackets in the bytes first keeps the usual record cheap: a
+    value cannot nest deeper than it has brackets."""
+    if raw.count(b"{") + raw.count(b"[") <= MAX_NESTING:
+        return None
+    depth = nesting_depth(parsed)
+    if depth <= MAX_NESTING:
+        return None
+    return DecodeError("too_deep", f"value nests {depth} levels deep, at most {MAX_NESTING}")
+
+
 def decode_line(line: bytes, source: str) -> Envelope | Rejected:
     """Decode one replay-file line (without its newline)."""
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         return Rejected(UNKNOWN_TOPIC, None, line, DecodeError("json_invalid", str(exc)), source)
+    deep = too_deep(line, record)
+    if deep is not None:
+        topic = record.get("topic") if isinstance(record, dict) else None
+        return Rejected(
+            topic if isinstance(topic, str) else UNKNOWN_TOPIC, None, line, deep, source
+        )
     # The usual line, checked with exact types (orjson gives exact dict, str and int; bool is
     # not an int here); anything else, or a value that fails validation, takes the checks
     # below, which name the problem.
@@ -121,13 +140,13 @@ def _decode_record(line: bytes, record: Any, source: str) -> Envelope | Rejected
         return Rejected(
             topic,
             key,
-            _value_text(value),
+            _value_text(value, line),
             DecodeError("unknown_topic", f"unknown input topic {topic[:64]!r}"),
             source,
         )
     decoded = decode_obj(spec.model, value)
     if isinstance(decoded, DecodeError):
-        return Rejected(topic, key, _value_text(value), decoded, source)
+        return Rejected(topic, key, _value_text(value, line), decoded, source)
     return Envelope(topic, key, decoded, source, timestamp_ms)  # type: ignore[arg-type]
 
 
@@ -145,6 +164,13 @@ def decode_record(
             DecodeError("unknown_topic", f"unknown input topic {topic!r}"),
             source,
         )
+    if value.count(b"{") + value.count(b"[") > MAX_NESTING:
+        try:
+            deep = too_deep(value, orjson.loads(value))
+        except orjson.JSONDecodeError:
+            deep = None  # decode_json below names the problem
+        if deep is not None:
+            return Rejected(topic, key_text, value, deep, source)
     decoded = decode_json(spec.model, value)
     if isinstance(decoded, DecodeError):
         return Rejected(topic, key_text, value, decoded, source)
@@ -156,5 +182,9 @@ def record_value_bytes(value: object) -> bytes:
     return orjson.dumps(value)
 
 
-def _value_text(value: object) -> bytes:
-    return record_value_bytes(value)
+def _value_text(value: object, line: bytes) -> bytes:
+    """The value as it would be sent, or the whole line when it cannot be re-encoded."""
+    try:
+        return record_value_bytes(value)
+    except orjson.JSONEncodeError:
+        return line
