@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from models.inputs import DecisionRecord, ExecutionEvent
+from models.taxonomy import Mode
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 T0_MS = 1_704_067_200_000
@@ -64,6 +65,51 @@ def decision(event_id: str, t_ms: int, regime: str = "trend", **extra: Any) -> D
     }
     data.update(extra)
     return DecisionRecord.model_validate(data)
+
+
+FLAT_DECISION: dict[str, Any] = {
+    "run_id": "run",
+    "mode": Mode.PAPER,
+    "strategy_id": "momo",
+    "symbol": "AAA",
+    "classification": "small_cap",
+    "regime": "trend",
+    "timeframe": "15m",
+    "price": 100.0,
+    "p_hat": 0.5,
+    "vol_hat": 0.1,
+    "features": {},
+    "horizon_bars": None,
+    "current_weight": 0.0,
+    "equity": 1e5,
+    "target_weight_raw": 0.0,
+    "target_weight_final": 0.0,
+    "reasons": [],
+    "block_events": [],
+    "policy_version": "v1",
+}
+"""A decision that holds no position and trades nothing: what detector tests feed."""
+
+
+BACKTEST: dict[str, Any] = {
+    "run_id": "t",
+    "mode": Mode.BACKTEST,
+    "strategy_id": "s",
+    "vol_hat": 0.002,
+    "policy_version": "v0",
+}
+"""The fields of the policy tests' backtest decisions that differ from ``FLAT_DECISION``."""
+
+
+def flat_decision(
+    event_id: str, bar_ts: datetime, validate: bool = True, **fields: Any
+) -> DecisionRecord:
+    """A ``FLAT_DECISION`` with its id, bar time and ``fields`` changed; ``validate=False``
+    builds it without validation (fast, for long synthetic streams of valid values)."""
+    data = {**FLAT_DECISION, "event_id": event_id, "bar_ts": bar_ts, **fields}
+    if validate:
+        return DecisionRecord.model_validate(data)
+    return DecisionRecord.model_construct(**data)
 
 
 def signal_paths(

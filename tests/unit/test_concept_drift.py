@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pytest
+from builders import flat_decision
 
 from models.common import to_ms
 from models.inputs import DecisionRecord, Outcome
-from models.taxonomy import AlertKind, Mode
+from models.taxonomy import AlertKind
 from processors.core.base import HOUR_MS, AlertSignal
 from processors.drift.calibration_stats import decompose
 from processors.drift.concept_drift import ConceptDrift, ConceptDriftConfig
@@ -22,29 +23,7 @@ BAR = timedelta(minutes=15)
 
 
 def decision(i: int, p_hat: float, price: float = 100.0, symbol: str = "AAA") -> DecisionRecord:
-    return DecisionRecord.model_construct(
-        event_id=f"d{i}",
-        strategy_id="momo",
-        symbol=symbol,
-        classification="small_cap",
-        timeframe="15m",
-        bar_ts=T0 + i * BAR,
-        price=price,
-        p_hat=p_hat,
-        horizon_bars=None,
-        features={},
-        run_id="run",
-        mode=Mode.PAPER,
-        regime="trend",
-        vol_hat=0.1,
-        current_weight=0.0,
-        equity=1e5,
-        target_weight_raw=0.0,
-        target_weight_final=0.0,
-        reasons=[],
-        block_events=[],
-        policy_version="v1",
-    )
+    return flat_decision(f"d{i}", T0 + i * BAR, False, symbol=symbol, price=price, p_hat=p_hat)
 
 
 def outcome(i: int, label: int, decision_id: str | None = None) -> Outcome:

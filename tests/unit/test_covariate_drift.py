@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pytest
+from builders import flat_decision
 from scipy import stats
 
 from models.inputs import DecisionRecord
-from models.taxonomy import AlertKind, Mode
+from models.taxonomy import AlertKind
 from processors.core.base import AlertSignal, StateVersionError
 from processors.drift.covariate_drift import (
     CovariateDrift,
@@ -26,29 +27,8 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def decision(i: int, features: dict[str, float], strategy: str = "momo") -> DecisionRecord:
-    return DecisionRecord.model_construct(
-        event_id=f"d{i}",
-        strategy_id=strategy,
-        symbol="AAA",
-        classification="small_cap",
-        timeframe="15m",
-        bar_ts=T0 + timedelta(minutes=15 * i),
-        price=100.0,
-        p_hat=0.5,
-        features=features,
-        horizon_bars=None,
-        run_id="run",
-        mode=Mode.PAPER,
-        regime="trend",
-        vol_hat=0.1,
-        current_weight=0.0,
-        equity=1e5,
-        target_weight_raw=0.0,
-        target_weight_final=0.0,
-        reasons=[],
-        block_events=[],
-        policy_version="v1",
-    )
+    bar_ts = T0 + timedelta(minutes=15 * i)
+    return flat_decision(f"d{i}", bar_ts, False, strategy_id=strategy, features=features)
 
 
 def shifted_stream(n: int = 6000, at: int = 3000, seed: int = 11) -> list[DecisionRecord]:

@@ -24,9 +24,10 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
+from builders import flat_decision
 
 from models.inputs import DecisionRecord, Outcome
-from models.taxonomy import AlertKind, Mode
+from models.taxonomy import AlertKind
 from processors.drift.concept_drift import ConceptDrift
 from processors.drift.covariate_drift import CovariateDrift
 from processors.drift.performance_drift import PerformanceDrift
@@ -41,29 +42,8 @@ CHANGE = 3000
 def decision(
     i: int, features: dict[str, float], p_hat: float = 0.5, symbol: str = "AAA"
 ) -> DecisionRecord:
-    return DecisionRecord.model_construct(
-        event_id=f"d{i}",
-        strategy_id="momo",
-        symbol=symbol,
-        classification="small_cap",
-        timeframe="15m",
-        bar_ts=T0 + i * BAR,
-        price=100.0,
-        p_hat=p_hat,
-        features=features,
-        horizon_bars=None,
-        run_id="run",
-        mode=Mode.PAPER,
-        regime="trend",
-        vol_hat=0.1,
-        current_weight=0.0,
-        equity=1e5,
-        target_weight_raw=0.0,
-        target_weight_final=0.0,
-        reasons=[],
-        block_events=[],
-        policy_version="v1",
-    )
+    fields = {"symbol": symbol, "p_hat": p_hat, "features": features}
+    return flat_decision(f"d{i}", T0 + i * BAR, False, **fields)
 
 
 def outcome(i: int, label: int) -> Outcome:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
+from builders import BACKTEST, flat_decision
 
 from models.codec import encode
 from models.common import to_ms
@@ -58,27 +59,15 @@ def market(
             direction = np.where(agree, np.sign(returns), -np.sign(returns))
             for t in range(bars):
                 out.append(
-                    DecisionRecord(
-                        event_id=f"{cls}{k}-{t}",
-                        run_id="t",
-                        mode="backtest",
-                        strategy_id="s",
+                    flat_decision(
+                        f"{cls}{k}-{t}",
+                        T0 + t * BAR,
+                        **BACKTEST,
                         symbol=f"{cls}{k}",
                         classification=cls,
-                        regime="trend",
-                        timeframe="15m",
-                        bar_ts=T0 + t * BAR,
                         price=float(price[t]),
                         p_hat=0.5 + float(direction[t]) * 0.1,
-                        vol_hat=0.002,
                         features={"x": float(rng.normal())},
-                        current_weight=0.0,
-                        equity=1e5,
-                        target_weight_raw=0.0,
-                        target_weight_final=0.0,
-                        reasons=[],
-                        block_events=[],
-                        policy_version="v0",
                     )
                 )
     return sorted(out, key=lambda d: (d.bar_ts, d.symbol))

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from builders import signal_paths
+from builders import BACKTEST, flat_decision, signal_paths
 
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
@@ -32,27 +32,15 @@ def decisions(
     out: list[DecisionRecord] = []
     for cls, k, t, price, direction in signal_paths(rng, classes, bars):
         out.append(
-            DecisionRecord(
-                event_id=f"{strategy}-{cls}{k}-{t}",
-                run_id="t",
-                mode="backtest",
-                strategy_id=strategy,
+            flat_decision(
+                f"{strategy}-{cls}{k}-{t}",
+                T0 + t * BAR,
+                **{**BACKTEST, "strategy_id": strategy},
                 symbol=f"{cls}{k}",
                 classification=cls,
-                regime="trend",
-                timeframe="15m",
-                bar_ts=T0 + t * BAR,
                 price=price,
                 p_hat=0.5 + direction * 0.1,
-                vol_hat=0.002,
                 features={"x": float(rng.normal())},
-                current_weight=0.0,
-                equity=1e5,
-                target_weight_raw=0.0,
-                target_weight_final=0.0,
-                reasons=[],
-                block_events=[],
-                policy_version="v0",
             )
         )
     return out

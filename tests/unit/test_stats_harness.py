@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import orjson
 import pytest
+from builders import BACKTEST, flat_decision
 
 from models.inputs import DecisionRecord
 from models.policy import EngineParams, PolicyConfig
@@ -28,27 +29,16 @@ POLICY = PolicyConfig(
 def record(
     symbol: str, bar: int, price: float, p_hat: float = 0.6, regime: str = "trend", **kw: float
 ) -> DecisionRecord:
-    return DecisionRecord(
-        event_id=f"{symbol}-{bar}-{price}",
-        run_id="t",
-        mode="backtest",
-        strategy_id="s",
-        symbol=symbol,
+    return flat_decision(
+        f"{symbol}-{bar}-{price}",
+        T0 + bar * BAR,
+        **BACKTEST,
         classification="etf",
+        symbol=symbol,
         regime=regime,
-        timeframe="15m",
-        bar_ts=T0 + bar * BAR,
         price=price,
         p_hat=p_hat,
-        vol_hat=0.002,
         features=kw,
-        current_weight=0.0,
-        equity=1e5,
-        target_weight_raw=0.0,
-        target_weight_final=0.0,
-        reasons=[],
-        block_events=[],
-        policy_version="v0",
     )
 
 

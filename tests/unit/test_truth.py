@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
+from builders import flat_decision
 
 from models.common import to_ms
 from models.inputs import DecisionRecord, Outcome
@@ -26,27 +27,13 @@ def decision(
     p_hat: float = 0.6,
     horizon: int | None = None,
 ) -> DecisionRecord:
-    return DecisionRecord(
-        event_id=f"{strategy}-{symbol}-{bar}",
-        run_id="run",
-        mode="paper",
+    return flat_decision(
+        f"{strategy}-{symbol}-{bar}",
+        T0 + bar * BAR,
         strategy_id=strategy,
         symbol=symbol,
-        classification="small_cap",
-        regime="trend",
-        timeframe="15m",
-        bar_ts=T0 + bar * BAR,
         price=price,
         p_hat=p_hat,
-        vol_hat=0.1,
-        features={},
-        current_weight=0.0,
-        equity=1e5,
-        target_weight_raw=0.0,
-        target_weight_final=0.0,
-        reasons=[],
-        block_events=[],
-        policy_version="v1",
         horizon_bars=horizon,
     )
 
