@@ -19,12 +19,14 @@ The watermark is, by default, the largest event time seen minus ``allowed_latene
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from heapq import heappop
 from typing import Any
 
-from models.codec import DecodeError
-from models.common import to_ms
+from models.codec import DecodeError, encode
+from models.common import format_utc, to_ms
 from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, PerformanceRow
 from models.topics import DEAD_LETTERS
 from processors.core import metric_names as mn
@@ -79,6 +81,9 @@ class Pipeline:
         )
         self.max_event_ms = NO_WATERMARK
         self.watermark_ms = NO_WATERMARK
+        self.out_of_bounds_total = 0
+        """Records dead-lettered as ``event_time_out_of_bounds`` so far."""
+        self._jump_candidate_ms: int | None = None
         self._ticked_ms = NO_WATERMARK
         self.counts: dict[tuple[str, str], int] = {}
         self.late: dict[str, int] = {}
@@ -113,6 +118,42 @@ class Pipeline:
         source: str | None = None,
     ) -> list[Output]:
         """A record that failed to decode or validate becomes a dead letter."""
+        return self._count_outputs([self._dead_letter(source_topic, key, raw, error, source)])
+
+    def _bounds_error(self, event_ms: int) -> str | None:
+        """Why a record at ``event_ms`` is out of bounds, or None.
+
+        A record far ahead is taken after all when the record before it was far ahead too,
+        and close to it: the stream itself moved on (its first record was the bad one),
+        and refusing everything after it would stop the stream for one record."""
+        cfg = self.config
+        ahead = event_ms - self.max_event_ms
+        limit = cfg.max_event_time_ahead_ms
+        if limit is not None and self.max_event_ms > NO_WATERMARK and ahead > limit:
+            candidate = self._jump_candidate_ms
+            if candidate is not None and abs(event_ms - candidate) <= limit:
+                return None
+            return (
+                f"event time {_iso(event_ms)} is {_days(ahead)} ahead of the latest event "
+                f"time seen ({_iso(self.max_event_ms)}); at most {_days(limit)}"
+            )
+        behind = self.watermark_ms - event_ms
+        limit = cfg.max_event_time_behind_ms
+        if limit is not None and self.watermark_ms > NO_WATERMARK and behind > limit:
+            return (
+                f"event time {_iso(event_ms)} is {_days(behind)} behind the watermark "
+                f"({_iso(self.watermark_ms)}); at most {_days(limit)}"
+            )
+        return None
+
+    def _dead_letter(
+        self,
+        source_topic: str,
+        key: str | None,
+        raw: bytes | str,
+        error: DecodeError,
+        source: str | None,
+    ) -> Output:
         if isinstance(raw, bytes):
             # cut before decoding: a 1 MiB record need not become a 1 MiB str first
             raw = raw[: RAW_MAX_BYTES + 4].decode("utf-8", errors="replace")
@@ -126,7 +167,7 @@ class Pipeline:
             source_offset=source,
         )
         self._count(letter.source_topic, "dead_letter")
-        return self._count_outputs([Output(DEAD_LETTERS, letter.key or "", letter)])
+        return Output(DEAD_LETTERS, letter.key or "", letter)
 
     def advance(self, watermark_ms: int) -> list[Output]:
         """Move the watermark to ``watermark_ms`` (drivers that compute their own)."""
@@ -162,6 +203,15 @@ class Pipeline:
         value = envelope.value
         event_ms = to_ms(value.event_time)
         key = envelope.key
+        bounds_error = self._bounds_error(event_ms)
+        if bounds_error is not None:
+            self.out_of_bounds_total += 1
+            if event_ms > self.max_event_ms:
+                self._jump_candidate_ms = event_ms
+            error = DecodeError("event_time_out_of_bounds", bounds_error)
+            out.append(self._dead_letter(topic, key, encode(value), error, envelope.source))
+            return
+        self._jump_candidate_ms = None
         seq = self.buffer.next_sequence(topic, key)
         counts = self.counts
         if not self.dedup.first_time(topic, value.event_id, event_ms):
@@ -200,10 +250,11 @@ class Pipeline:
         if upto_ms <= self._ticked_ms:
             return
         loop = self.policy_loop
+        loop.skip_idle_runs(upto_ms)
         due = loop.next_due_ms()
         while due is not None and due <= upto_ms:
             self._tick_processors(due, out)
-            self._route((loop.on_tick(due, self._loop_context(due)),), out)
+            self._route((loop.on_tick(due, functools.partial(self._loop_context, due)),), out)
             due = loop.next_due_ms()
         self._tick_processors(upto_ms, out)
 
@@ -295,6 +346,7 @@ class Pipeline:
         state["dedup"] = self.dedup.snapshot()
         state["buffer"] = self.buffer.snapshot()
         state["clock"] = [self.max_event_ms, self.watermark_ms, self._ticked_ms]
+        state["event_time_bounds"] = [self.out_of_bounds_total, self._jump_candidate_ms]
         state["counts"] = [[t, o, n] for (t, o), n in sorted(self.counts.items())]
         state["late"] = sorted(self.late.items())
         state["outputs_by_topic"] = sorted(self.outputs_by_topic.items())
@@ -306,6 +358,21 @@ class Pipeline:
         self.dedup.restore(state["dedup"])
         self.buffer.restore(state["buffer"])
         self.max_event_ms, self.watermark_ms, self._ticked_ms = (int(v) for v in state["clock"])
+        out_of_bounds, candidate = state.get("event_time_bounds", [0, None])
+        self.out_of_bounds_total = int(out_of_bounds)
+        self._jump_candidate_ms = None if candidate is None else int(candidate)
         self.counts = {(str(t), str(o)): int(n) for t, o, n in state["counts"]}
         self.late = {str(t): int(n) for t, n in state["late"]}
         self.outputs_by_topic = {str(t): int(n) for t, n in state["outputs_by_topic"]}
+
+
+def _iso(event_ms: int) -> str:
+    """An event time for a message: RFC 3339 when it is one, else the raw milliseconds."""
+    try:
+        return format_utc(datetime.fromtimestamp(event_ms / 1000, tz=UTC))
+    except (OverflowError, OSError, ValueError):
+        return f"{event_ms} ms"
+
+
+def _days(span_ms: int) -> str:
+    return f"{span_ms / 86_400_000:.2f} days"

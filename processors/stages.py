@@ -29,6 +29,7 @@ from processors.audit import (
 )
 from processors.core import AlertRouter, AlertRouterConfig, DedupConfig, Emitted, Processor
 from processors.core.base import DAY_MS
+from processors.core.config_checks import NON_NEGATIVE, POSITIVE, check_bounds
 from processors.drift import (
     ConceptDrift,
     ConceptDriftConfig,
@@ -46,6 +47,14 @@ class PipelineConfig:
     """Every stage's configuration; the defaults are the embedded default of the demo."""
 
     allowed_lateness_ms: int = 15 * 60 * 1000
+    max_event_time_ahead_ms: int | None = 7 * DAY_MS
+    """A record whose event time is further than this ahead of the latest event time seen is
+    a dead letter (``event_time_out_of_bounds``): one record dated a year ahead would
+    otherwise move the watermark a year and make the rest of the stream late. None: no
+    bound."""
+    max_event_time_behind_ms: int | None = 7 * DAY_MS
+    """A record further than this behind the watermark is a dead letter too (by default the
+    dedup horizon: a duplicate that old could no longer be recognised). None: no bound."""
     dedup: DedupConfig = field(default_factory=DedupConfig)
     # compacted topic: one snapshot of every changed row per event-time day is plenty
     performance: PerformanceConfig = field(
@@ -63,8 +72,14 @@ class PipelineConfig:
     policy_loop: PolicyLoopConfig = field(default_factory=PolicyLoopConfig)
 
     def __post_init__(self) -> None:
-        if self.allowed_lateness_ms < 0:
-            raise ValueError(f"allowed_lateness_ms must be >= 0, got {self.allowed_lateness_ms}")
+        check_bounds(
+            self,
+            {
+                "allowed_lateness_ms": NON_NEGATIVE,
+                "max_event_time_ahead_ms": POSITIVE,
+                "max_event_time_behind_ms": POSITIVE,
+            },
+        )
 
 
 FinishPhase = Literal["signals", "rows"]

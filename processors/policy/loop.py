@@ -37,7 +37,7 @@ Memory: the window (max(window_ms, monitor_ms) + 1 day of decisions) and the arc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -101,6 +101,16 @@ class LoopContext:
 
     drift: dict[str, Any] = field(default_factory=dict)
     performance: dict[str, Any] = field(default_factory=dict)
+
+
+ContextSource = LoopContext | Callable[[], LoopContext] | None
+"""A loop context, a function that gathers it (called only when a run needs it), or none."""
+
+
+def _resolve(context: ContextSource) -> LoopContext:
+    if context is None:
+        return LoopContext()
+    return context if isinstance(context, LoopContext) else context()
 
 
 @dataclass(frozen=True)
@@ -198,11 +208,13 @@ class PolicyLoop:
         due = self.next_due_ms()
         return due is not None and due <= watermark_ms
 
-    def on_tick(self, watermark_ms: int, context: LoopContext | None = None) -> Emitted:
+    def on_tick(self, watermark_ms: int, context: ContextSource = None) -> Emitted:
         """Everything due up to the watermark, in event-time order (rollback checks first,
-        then scheduled runs, then alert runs, at equal times)."""
-        ctx = context or LoopContext()
+        then scheduled runs, then alert runs, at equal times). ``context`` may be a callable
+        that builds it: it is called only when a run or a rollback needs it."""
+        ctx = context
         emitted = Emitted()
+        self.skip_idle_runs(watermark_ms)
         while True:
             t = self.next_due_ms()
             if t is None or t > watermark_ms:
@@ -219,6 +231,23 @@ class PolicyLoop:
                 self.last_alert_run_ms = t
                 emitted.extend(self.run(t, "alert", ctx))
 
+    def skip_idle_runs(self, watermark_ms: int) -> None:
+        """Count as skipped, in one step, the scheduled runs due up to ``watermark_ms``
+        whose window can hold no decision (every decision seen is older than one window):
+        each would find nothing and skip. A gap in event time then costs one step, not one
+        per interval (a year of daily runs across a gap in the data)."""
+        cfg = self.config
+        due, latest = self.next_run_ms, self.window.latest_ms
+        if due is None or latest is None or self.monitor is not None:
+            return
+        if self.pending_alert_ms is not None or due > watermark_ms:
+            return
+        if due - cfg.window_ms <= latest:  # this run's window may still hold decisions
+            return
+        skipped = (watermark_ms - due) // cfg.interval_ms + 1
+        self.counters["skipped"] += skipped
+        self.next_run_ms = due + skipped * cfg.interval_ms
+
     def next_due_ms(self) -> int | None:
         """The earliest event time at which ``on_tick`` has work, if any (cheap)."""
         due = self.next_run_ms
@@ -233,15 +262,15 @@ class PolicyLoop:
 
     # -- a run -----------------------------------------------------------------------------
 
-    def run(self, end_ms: int, trigger: str, context: LoopContext | None = None) -> Emitted:
+    def run(self, end_ms: int, trigger: str, context: ContextSource = None) -> Emitted:
         """One loop run over [end - window_ms, end) (module docstring). Public so that a
         benchmark or an operator can force one; the cadence calls it by itself."""
         cfg = self.config
-        ctx = context or LoopContext()
         start = end_ms - cfg.window_ms
         if self.window.count(start, end_ms) < cfg.min_decisions:
             self.counters["skipped"] += 1
             return Emitted()
+        ctx = _resolve(context)
         self.counters["runs"] += 1
         run_id = f"run-{iso(end_ms)}-{trigger}"
         span = self.window.span(start, end_ms)  # sorted once for the three views
@@ -335,7 +364,7 @@ class PolicyLoop:
 
     # -- rollback --------------------------------------------------------------------------
 
-    def _check_promotion(self, t: int, ctx: LoopContext) -> Emitted:
+    def _check_promotion(self, t: int, ctx: ContextSource) -> Emitted:
         monitor = self.monitor
         assert monitor is not None
         cfg = self.config
@@ -345,7 +374,9 @@ class PolicyLoop:
         if view.tape.bar_times.shape[0] >= cfg.monitor_min_bars:
             reasons, tests = rollback_check(view.tape, active, previous, cfg.gate)
             if reasons:
-                return self._rollback(str(monitor["previous"]), t, reasons, tests, ctx, True)
+                return self._rollback(
+                    str(monitor["previous"]), t, reasons, tests, _resolve(ctx), True
+                )
         if t >= int(monitor["until_ms"]):
             self.monitor = None
         else:

@@ -154,8 +154,10 @@ class Runner:
                 decoded.source_topic, decoded.key, decoded.raw, decoded.error, decoded.source
             )
             return out + self._advance()
+        out_of_bounds = pipeline.out_of_bounds_total
         out = pipeline.handle(decoded)
-        self.sources.saw_event(frame.topic, frame.partition, to_ms(decoded.value.event_time))
+        if pipeline.out_of_bounds_total == out_of_bounds:  # taken, not dead-lettered
+            self.sources.saw_event(frame.topic, frame.partition, to_ms(decoded.value.event_time))
         advanced = self._advance()
         return out + advanced if advanced else out
 
@@ -320,8 +322,12 @@ class Runner:
                     self.state(),
                     self.checkpoint_chunks,
                 )
+            # While recomputing below what an earlier holder committed, the committed
+            # offset stays there: moving it back would make the next holder, after a kill,
+            # send again what was already published.
+            committed = max(self.next_offset, self.suppress_below)
             await producer.send_offsets_to_transaction(
-                {self.tp: OffsetAndMetadata(self.next_offset, "")}, self.group
+                {self.tp: OffsetAndMetadata(committed, "")}, self.group
             )
         self.stats.transactions_total.inc()
         if checkpoint_due:

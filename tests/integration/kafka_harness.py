@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -150,13 +151,27 @@ def key_of(topic: str, record: dict[str, object]) -> str:
     return f"{record['strategy_id']}|{record['group']}|{record['window']}"
 
 
+def doubled_and_missing(replay_dir: Path, dump_dir: Path) -> dict[str, tuple[int, int]]:
+    """Per output topic: (records the dump holds more often than replay, records it lacks),
+    comparing the canonical records themselves."""
+    counts: dict[str, tuple[int, int]] = {}
+    for topic in OUTPUT_FILES:
+        expected = Counter(read_lines(replay_dir / f"{topic}.jsonl"))
+        got = Counter(read_lines(dump_dir / f"{topic}.jsonl"))
+        counts[topic] = (sum((got - expected).values()), sum((expected - got).values()))
+    return counts
+
+
 def assert_same_outputs(replay_dir: Path, dump_dir: Path) -> None:
     """The same multiset per output topic and the same order per key; dead letters the same
     but for where they came from (a file line versus topic:partition:offset)."""
     for topic in OUTPUT_FILES:
         expected = read_lines(replay_dir / f"{topic}.jsonl")
         got = read_lines(dump_dir / f"{topic}.jsonl")
-        assert sorted(got) == sorted(expected), f"{topic}: {len(got)} vs {len(expected)}"
+        assert sorted(got) == sorted(expected), (
+            f"{topic}: {len(got)} vs {len(expected)}; (doubled, missing) per topic: "
+            f"{doubled_and_missing(replay_dir, dump_dir)}"
+        )
         per_key_expected: dict[str, list[bytes]] = {}
         per_key_got: dict[str, list[bytes]] = {}
         for lines, into in ((expected, per_key_expected), (got, per_key_got)):

@@ -7,8 +7,10 @@ them with ``policyloop replay`` of the same file.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from kafka_harness import (
     Worker,
     assert_same_outputs,
     cli,
+    doubled_and_missing,
     wait_until,
 )
 
@@ -84,6 +87,52 @@ def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka: Settings, tmp_path:
     finally:
         second.stop()
     assert_same_outputs(*_replay_and_dump(kafka, market, tmp_path))
+
+
+def _has_restored(worker: Worker) -> bool:
+    return "restored at offset" in worker.log_path.read_text()
+
+
+def test_repeated_sigkills_including_during_recovery_double_and_lose_nothing(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    """Issue 9, defect 4: the holder is killed four times, the last three about a second
+    after it restored (while it recomputes below the committed offset); the last worker
+    settles and every output topic holds replay's records, none doubled, none missing."""
+    market = _market(tmp_path, days=4, symbols=8)
+    records = _produce(kafka, market)
+    slow = (*FAST, "--max-records", "200")
+    killed: list[Worker] = []
+    holder = Worker(kafka, tmp_path, "kill-0", *slow)
+    wait_until(lambda: holder.processed() >= records * 0.3, 120, "30% of the input", [holder])
+    for round_number in range(1, 4):
+        holder.kill()
+        killed.append(holder)
+        holder = Worker(kafka, tmp_path, f"kill-{round_number}", *slow)
+        wait_until(
+            functools.partial(_has_restored, holder),
+            120,
+            f"holder {round_number} to restore",
+            [holder],
+        )
+        time.sleep(1.0)
+    holder.kill()
+    killed.append(holder)
+    last = Worker(kafka, tmp_path, "last", *FAST)
+    try:
+        wait_until(
+            lambda: last.processed() >= records and last.settled(),
+            240,
+            "the last holder to settle",
+            [*killed, last],
+        )
+    finally:
+        last.stop()
+    replay_dir, dump_dir = _replay_and_dump(kafka, market, tmp_path)
+    counts = doubled_and_missing(replay_dir, dump_dir)
+    print(f"fault run: {len(killed)} kills; (doubled, missing) per topic: {counts}")
+    assert all(pair == (0, 0) for pair in counts.values()), counts
+    assert_same_outputs(replay_dir, dump_dir)
 
 
 def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from streams.worker.app import internal_topics
 from streams.worker.checkpoint import MANIFEST_KEY, read_checkpoint
 from streams.worker.framing import FLUSH, RECORD, parse_frame
 from streams.worker.memory_broker import MemoryBroker, MemoryProducer
-from streams.worker.runner import RunnerOptions
+from streams.worker.runner import Runner, RunnerOptions
 from streams.worker.sequencer import Sequencer
 from streams.worker.stats import WorkerStats
 
@@ -251,3 +251,55 @@ def test_reference_outputs_are_not_empty(market: Market) -> None:
     topics = {output.topic for output in market.reference}
     assert {"alerts", "performance", "replan_verdicts", "dead_letters"} <= topics
     assert all(encode(output.value) for output in market.reference)
+
+
+async def test_repeated_kills_during_recovery_neither_double_nor_lose_an_output(
+    market: Market,
+) -> None:
+    """Issue 9, defect 4: a holder killed while it is still recomputing below the committed
+    offset must not have moved that offset backwards, or the next holder sends again what
+    was already published. Three holders; the second dies mid-recomputation; the committed
+    offset never decreases and the topics hold replay's output exactly."""
+    broker = new_broker()
+    await publish(broker, market.records)
+    clock = FakeClock()
+    options = RunnerOptions(checkpoint_interval_s=10.0, max_records=200)
+    worker = Worker(broker, clock, options)
+    await worker.start()
+    while await worker.sequencer.step():
+        pass
+    committed_seen: list[int] = []
+
+    def note_committed(runner: Runner) -> None:
+        offset = broker.committed_offset(runner.group, runner.tp)
+        if offset is not None:
+            committed_seen.append(offset)
+
+    first = worker.runner
+    for _ in range(3):
+        await first.step()
+    clock.advance(10.0)
+    await first.step()  # the checkpoint
+    for _ in range(6):
+        assert await first.step() > 0
+        note_committed(first)
+    assert first.consumer is not None
+    await first.consumer.stop()
+
+    second = worker.runner = worker.new_runner()
+    await second.start()
+    for _ in range(2):  # still below what the first holder committed
+        assert await second.step() > 0
+        assert second.next_offset < second.suppress_below
+        note_committed(second)
+    assert second.consumer is not None
+    await second.consumer.stop()
+
+    third = worker.runner = worker.new_runner()
+    await third.start()
+    await worker.settle()
+    await worker.idle_flush()
+    note_committed(third)
+    assert committed_seen == sorted(committed_seen), committed_seen
+    assert third.suppress_below == max(committed_seen[:8])
+    assert_replay_outputs(broker, market)
