@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint unit integration kafka-up kafka-down bench schemas clean
+.PHONY: install tools demo test lint unit integration kafka-up kafka-down bench schemas clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "policyloop needs Python >= 3.11, found " + sys.version' \
@@ -26,7 +26,10 @@ lint: install
 	$(BIN)/mypy
 	$(BIN)/policyloop schemas export --check
 
-unit: install
+tools:
+	@bash deploy/tools.sh
+
+unit: install tools
 	$(BIN)/pytest tests --ignore=tests/integration
 
 integration: install

@@ -193,11 +193,13 @@ class DeadLetter(OutputModel):
         message: str,
         field: str | None,
         source_offset: str | None,
+        cut_before: bool = False,
     ) -> DeadLetter:
         """A dead letter with every value clipped to this model's limits, so that building
         it cannot fail whatever the rejected record held (a 1,100-character topic, a huge
         key, a field path through a 300-character feature name). ``raw`` is cut to
-        ``RAW_MAX_BYTES`` bytes, and ``raw_truncated`` says so."""
+        ``RAW_MAX_BYTES`` bytes, and ``raw_truncated`` says so (also when the caller had cut
+        it already: ``cut_before``)."""
         encoded = raw.encode("utf-8")
         truncated = len(encoded) > RAW_MAX_BYTES
         if truncated:
@@ -211,6 +213,6 @@ class DeadLetter(OutputModel):
                 message=clip_text(message, MESSAGE_MAX, "invalid record"),
                 field=clip_text(field, MAX_STR) or None if field else None,
             ),
-            raw_truncated=truncated,
+            raw_truncated=truncated or cut_before,
             source_offset=clip_text(source_offset, MAX_STR) or None if source_offset else None,
         )

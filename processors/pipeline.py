@@ -116,9 +116,12 @@ class Pipeline:
         raw: bytes | str,
         error: DecodeError,
         source: str | None = None,
+        raw_cut: bool = False,
     ) -> list[Output]:
-        """A record that failed to decode or validate becomes a dead letter."""
-        return self._count_outputs([self._dead_letter(source_topic, key, raw, error, source)])
+        """A record that failed to decode or validate becomes a dead letter (``raw_cut``:
+        ``raw`` is already a cut copy of the record, so the letter says truncated)."""
+        letter = self._dead_letter(source_topic, key, raw, error, source, raw_cut)
+        return self._count_outputs([letter])
 
     def _bounds_error(self, event_ms: int) -> str | None:
         """Why a record at ``event_ms`` is out of bounds, or None.
@@ -153,6 +156,7 @@ class Pipeline:
         raw: bytes | str,
         error: DecodeError,
         source: str | None,
+        raw_cut: bool = False,
     ) -> Output:
         if isinstance(raw, bytes):
             # cut before decoding: a 1 MiB record need not become a 1 MiB str first
@@ -165,6 +169,7 @@ class Pipeline:
             message=error.message,
             field=error.field,
             source_offset=source,
+            cut_before=raw_cut,
         )
         self._count(letter.source_topic, "dead_letter")
         return Output(DEAD_LETTERS, letter.key or "", letter)

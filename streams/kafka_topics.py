@@ -42,13 +42,25 @@ def cleanup_config(compacted: bool) -> dict[str, str]:
     return {"cleanup.policy": "compact" if compacted else "delete"}
 
 
+RECORD_OVERHEAD_BYTES = 4096
+"""Room for Kafka's record-batch header and record framing around one key and value."""
+
+
+def input_message_limit(settings: Settings) -> int:
+    """``max.message.bytes`` of the input topics: one record of ``max_record_bytes``."""
+    return settings.max_record_bytes + RECORD_OVERHEAD_BYTES
+
+
 def contract_topics(settings: Settings, partitions: int | None = None) -> list[NewTopicSpec]:
     """Every contract topic, prefixed; ``partitions`` overrides both input and output counts
     (``policy_updates`` keeps one partition)."""
     inputs = partitions or settings.input_partitions
     outputs = partitions or settings.output_partition_count
+    input_limit = {"max.message.bytes": str(input_message_limit(settings))}
     specs = [
-        NewTopicSpec(settings.topic(name), inputs, cleanup_config(spec.compacted))
+        NewTopicSpec(
+            settings.topic(name), inputs, {**cleanup_config(spec.compacted), **input_limit}
+        )
         for name, spec in INPUT_TOPICS.items()
     ]
     for name, spec in OUTPUT_TOPICS.items():

@@ -14,8 +14,9 @@ A line that cannot become a Kafka record (not JSON, not an object, no topic or v
 timestamp of the wrong type, unknown topic) is not sent to an input topic: its dead letter is
 published to ``dead_letters``, built by ``streams.adapter.decode_line`` and
 ``Pipeline.reject`` exactly as ``policyloop replay`` builds it (same source_offset
-``line:N``). One more case replay cannot have: a record over ``MAX_RECORD_BYTES`` is
-dead-lettered with error type ``too_large``. Blank lines are skipped, as replay does.
+``line:N``). One more case replay cannot have: a record over ``max_record_bytes``
+(``POLICYLOOP_MAX_RECORD_BYTES``) is dead-lettered with error type ``too_large``. Blank
+lines are skipped, as replay does.
 
 Delivery: idempotent producer, acks=all, records appended to per-partition batches that are
 submitted when full (or every ``batch`` records), so one partition's records are appended and
@@ -38,12 +39,13 @@ from models.codec import DecodeError, encode
 from models.topics import DEAD_LETTERS, INPUT_TOPICS
 from processors.core.base import Output
 from processors.pipeline import Pipeline
-from streams.adapter import Rejected, decode_line, record_value_bytes
+from streams.adapter import Rejected, decode_line, record_value_bytes, too_deep
 from streams.kafka_batches import PartitionBatches
-from streams.kafka_topics import topic_partitions
+from streams.kafka_topics import input_message_limit, topic_partitions
 from streams.settings import Settings
 
 MAX_RECORD_BYTES = 1_000_000
+"""The default of ``Settings.max_record_bytes``, for a converter built without settings."""
 """Key + value bytes above this become a ``too_large`` dead letter (broker limit ~1 MiB)."""
 BATCH_BYTES = 512 * 1024
 MAX_TIMESTAMP_MS = 2**63 - 1
@@ -129,10 +131,11 @@ def replay_lines(path: Path) -> Iterator[tuple[int, bytes]]:
 class _LineConverter:
     """Turns numbered replay lines into Kafka records, dead letters included."""
 
-    def __init__(self, wall_clock: bool = False) -> None:
+    def __init__(self, wall_clock: bool = False, max_record_bytes: int = MAX_RECORD_BYTES) -> None:
         self.rejecter = Pipeline()
         self.timestamps_dropped = 0
         self.wall_clock = wall_clock
+        self.max_record_bytes = max_record_bytes
 
     def convert(self, number: int, line: bytes) -> KafkaRecord:
         """(contract topic, key, value, timestamp_ms, partition key) of a line."""
@@ -145,9 +148,17 @@ class _LineConverter:
                 rejected.source_topic, rejected.key, rejected.raw, rejected.error, rejected.source
             )
         key = parsed.key.encode("utf-8") if parsed.key is not None else None
+        deep = too_deep(line, parsed.value)
+        if deep is not None:  # orjson could not write the value back
+            return self._dead_letter(parsed.topic, parsed.key, line, deep, f"line:{number}")
         value = record_value_bytes(parsed.value)
-        if len(value) + len(key or b"") > MAX_RECORD_BYTES:
-            error = DecodeError("too_large", f"record of {len(value)} bytes is over the limit")
+        size = len(value) + len(key or b"")
+        if size > self.max_record_bytes:
+            error = DecodeError(
+                "too_large",
+                f"record of {size} bytes (key and value), over POLICYLOOP_MAX_RECORD_BYTES = "
+                f"{self.max_record_bytes}",
+            )
             return self._dead_letter(parsed.topic, parsed.key, value, error, f"line:{number}")
         part_key = key
         if key is None:
@@ -196,12 +207,20 @@ async def produce_file(
         enable_idempotence=True,
         linger_ms=settings.linger_ms,
         max_batch_size=BATCH_BYTES,
+        max_request_size=max(input_message_limit(settings), BATCH_BYTES),
         compression_type=None if settings.compression_type == "none" else settings.compression_type,
     )
     await producer.start()
     try:
         batches = PartitionBatches(producer, {t: len(p) for t, p in partitions.items()})
-        return await _produce(path, targets, batches, batch, rate, _LineConverter(wall_clock))
+        return await _produce(
+            path,
+            targets,
+            batches,
+            batch,
+            rate,
+            _LineConverter(wall_clock, settings.max_record_bytes),
+        )
     finally:
         await producer.stop()
 

@@ -131,6 +131,12 @@ class Settings(BaseSettings):
     linger_ms: Annotated[int, Field(ge=0, le=60_000)] = Field(
         5, description="producer linger (batching delay) in milliseconds"
     )
+    max_record_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = Field(
+        1_000_000,
+        description="largest input record (key + value) processed; a larger one is a dead "
+        "letter (too_large). Input topics are created with room for it, the worker's "
+        "sequenced topic with room for it and its framing",
+    )
     checkpoint_interval_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         30.0, description="seconds between checkpoints of the pipeline state"
     )

@@ -26,6 +26,7 @@ from streams.kafka_topics import NewTopicSpec, create_topics, topic_partitions
 from streams.metrics import PipelineCollector
 from streams.settings import Settings
 from streams.worker.clients import Clients, KafkaClients
+from streams.worker.framing import sequenced_message_limit
 from streams.worker.runner import Runner, RunnerOptions
 from streams.worker.sequencer import Sequencer
 from streams.worker.stats import WorkerStats
@@ -44,7 +45,14 @@ def internal_topic_specs(settings: Settings) -> list[NewTopicSpec]:
     names = internal_topics(settings)
     return [
         NewTopicSpec(
-            names["sequenced"], 1, {"cleanup.policy": "delete", "retention.ms": str(7 * 86_400_000)}
+            names["sequenced"],
+            1,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": str(7 * 86_400_000),
+                # every frame of an input record within max_record_bytes fits
+                "max.message.bytes": str(sequenced_message_limit(settings.max_record_bytes)),
+            },
         ),
         NewTopicSpec(
             names["state"],

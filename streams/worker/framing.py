@@ -4,6 +4,11 @@ markers and flush markers.
 A frame is a one-line JSON header, a newline, then (for an input record) the record's value
 bytes exactly as they were on the input topic, so the runner decodes them as the direct path
 would. Headers carry contract topic names (without the deployment prefix).
+
+An input record over ``max_record_bytes`` is framed cut (``cut_record_frame``): its first
+``KEEP_BYTES`` of key and value and its original size, so the sequenced log never holds a
+record the internal topic could refuse, and the runner dead-letters it as ``too_large``.
+A frame of a record within the limit is at most ``frame_limit(max_record_bytes)`` bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from dataclasses import dataclass
 
 import orjson
 
+KEEP_BYTES = 64 * 1024
+HEADER_BYTES = 1024
 RECORD = "r"
 PROGRESS = "p"
 FLUSH = "f"
@@ -31,6 +38,24 @@ class Frame:
     timestamp_ms: int | None = None
     value: bytes = b""
     end: int = 0
+    original_size: int | None = None
+    """Set on a cut record: the size of its key and value on the input topic."""
+
+
+BATCH_BYTES = 1024 * 1024
+"""The sequencer's record batches: frames are appended in batches of up to this size."""
+
+
+def frame_limit(max_record_bytes: int) -> int:
+    """The largest frame of an input record of at most ``max_record_bytes`` (key and value;
+    the key is written in hex in the header, so it may count twice)."""
+    return 2 * max_record_bytes + HEADER_BYTES
+
+
+def sequenced_message_limit(max_record_bytes: int) -> int:
+    """``max.message.bytes`` of the sequenced topic: a full batch, or one batch holding the
+    largest frame, fits (Kafka bounds record batches, not records)."""
+    return max(frame_limit(max_record_bytes), BATCH_BYTES) + HEADER_BYTES
 
 
 def record_frame(
@@ -50,6 +75,28 @@ def record_frame(
         "key": None if key is None else key.hex(),
     }
     return orjson.dumps(header) + b"\n" + (value or b"")
+
+
+def cut_record_frame(
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    timestamp_ms: int | None,
+    value: bytes | None,
+) -> bytes:
+    """The frame of a record over the size limit: key and value cut to ``KEEP_BYTES``."""
+    size = len(key or b"") + len(value or b"")
+    header = {
+        "k": RECORD,
+        "t": topic,
+        "p": partition,
+        "o": offset,
+        "ts": timestamp_ms,
+        "key": None if key is None else key[:KEEP_BYTES].hex(),
+        "n": size,
+    }
+    return orjson.dumps(header) + b"\n" + (value or b"")[:KEEP_BYTES]
 
 
 def progress_frame(topic: str, partition: int, position: int, end: int) -> bytes:
@@ -74,6 +121,7 @@ def parse_frame(raw: bytes) -> Frame:
             None if key_hex is None else bytes.fromhex(key_hex),
             header["ts"],
             value,
+            original_size=header.get("n"),
         )
     if kind == PROGRESS:
         return Frame(

@@ -33,6 +33,11 @@ What it models, as Kafka does it:
   fetch of the partition, None before one), ``end_offsets`` (last stable offset or log end,
   by isolation level), ``committed`` and ``commit``.
 
+- record size: a topic's ``max.message.bytes`` (its creation config; default Kafka's
+  1,048,588) bounds a batch; a larger one fails delivery with ``MessageSizeTooLargeError``
+  and, as an idempotent producer's refused batch does, leaves that producer failing every
+  later send with ``OutOfOrderSequenceNumber`` until it is replaced.
+
 What it does not: replication, broker failures, retention, session or transaction
 timeouts (a crashed producer's transaction stays open until a producer with its
 transactional id starts), subscription changes after ``start``, auto-commit, headers.
@@ -57,7 +62,9 @@ from aiokafka.errors import (
     ConsumerStoppedError,
     IllegalOperation,
     IllegalStateError,
+    MessageSizeTooLargeError,
     NoOffsetForPartitionError,
+    OutOfOrderSequenceNumber,
     ProducerFenced,
     UnknownTopicOrPartitionError,
 )
@@ -74,11 +81,20 @@ log = logging.getLogger(__name__)
 TxnState = Literal["open", "committed", "aborted"]
 ISOLATION_LEVELS = ("read_committed", "read_uncommitted")
 RECORD_OVERHEAD_BYTES = 20
+KAFKA_MAX_MESSAGE_BYTES = 1_048_588
+"""Kafka's default ``message.max.bytes``: a topic's limit unless it was created with one."""
 """Added to key and value sizes when filling a batch (roughly a v2 record's framing)."""
 DEFAULT_BATCH_BYTES = 16384  # aiokafka's default max_batch_size
 # aiokafka options that only tune I/O, batching or delivery: accepted and without effect here
 PRODUCER_TUNING = frozenset(
-    {"acks", "enable_idempotence", "linger_ms", "compression_type", "request_timeout_ms"}
+    {
+        "acks",
+        "enable_idempotence",
+        "linger_ms",
+        "compression_type",
+        "request_timeout_ms",
+        "max_request_size",
+    }
 )
 CONSUMER_TUNING = frozenset(
     {
@@ -149,13 +165,16 @@ class MemoryBroker:
     def __init__(self, clock_ms: Callable[[], int] | None = None) -> None:
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.logs: dict[str, list[_Log]] = {}
+        self.max_message_bytes: dict[str, int] = {}
         self.groups: dict[str, _Group] = {}
         self.transactional: dict[str, MemoryProducer] = {}  # id -> current (unfenced) producer
         self._member_ids = itertools.count()
 
     # -- administration -------------------------------------------------------------------
 
-    def create_topic(self, name: str, partitions: int) -> bool:
+    def create_topic(
+        self, name: str, partitions: int, max_message_bytes: int = KAFKA_MAX_MESSAGE_BYTES
+    ) -> bool:
         """Create a topic; False when it exists (with as many partitions), ValueError else."""
         if partitions < 1:
             raise ValueError(f"{name}: a topic needs at least one partition")
@@ -165,11 +184,20 @@ class MemoryBroker:
                 raise ValueError(f"{name} exists with {len(existing)} partitions")
             return False
         self.logs[name] = [_Log() for _ in range(partitions)]
+        self.max_message_bytes[name] = max_message_bytes
         return True
 
     def create_topics(self, specs: Iterable[NewTopicSpec]) -> list[str]:
         """Create those of ``specs`` that do not exist; the names created."""
-        return [spec.name for spec in specs if self.create_topic(spec.name, spec.partitions)]
+        return [
+            spec.name
+            for spec in specs
+            if self.create_topic(
+                spec.name,
+                spec.partitions,
+                int(spec.config.get("max.message.bytes", KAFKA_MAX_MESSAGE_BYTES)),
+            )
+        ]
 
     def partitions(self, topic: str) -> list[int]:
         """The partition ids of ``topic``; UnknownTopicOrPartitionError when it is missing."""
@@ -541,6 +569,8 @@ class MemoryProducer:
         self.max_batch_size = max_batch_size
         self.client_id = client_id
         self.fenced = False
+        self.wedged = False
+        """Set when the broker refused one of this idempotent producer's batches."""
         self._txn: _Transaction | None = None
         self._round_robin = itertools.count()
         self._started = False
@@ -606,6 +636,15 @@ class MemoryProducer:
             raise TypeError("send_batch takes a batch of this producer's create_batch()")
         self._check_can_send()
         tp = TopicPartition(topic, self._partition(topic, partition, None))
+        limit = self.broker.max_message_bytes.get(topic, KAFKA_MAX_MESSAGE_BYTES)
+        if self.wedged or batch.size > limit:
+            error: Exception = (
+                OutOfOrderSequenceNumber()
+                if self.wedged
+                else MessageSizeTooLargeError(f"a batch of {batch.size} bytes, over {limit}")
+            )
+            self.wedged = True
+            return _failed(error)
         now = self.broker.clock_ms()
         first = self.broker._log(tp).end()
         for timestamp, key, value in batch.records:
@@ -722,6 +761,12 @@ def _record(topic: str, partition: int, offset: int, entry: _Entry) -> ConsumerR
 def _resolved(result: RecordMetadata) -> Awaitable[RecordMetadata]:
     future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
     future.set_result(result)
+    return future
+
+
+def _failed(error: Exception) -> Awaitable[RecordMetadata]:
+    future: asyncio.Future[RecordMetadata] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
     return future
 
 

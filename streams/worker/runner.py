@@ -33,7 +33,7 @@ from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from models.codec import encode
+from models.codec import DecodeError, encode
 from models.common import to_ms
 from processors.core.base import Output
 from processors.pipeline import Pipeline, PipelineConfig
@@ -148,6 +148,18 @@ class Runner:
             return []
         self.input_timestamp_ms = frame.timestamp_ms
         source = f"{frame.topic}:{frame.partition}:{frame.offset}"
+        if frame.original_size is not None:
+            limit = self.settings.max_record_bytes
+            error = DecodeError(
+                "too_large",
+                f"record of {frame.original_size} bytes (key and value), over "
+                f"POLICYLOOP_MAX_RECORD_BYTES = {limit}",
+            )
+            key = frame.key.decode("utf-8", errors="replace") if frame.key is not None else None
+            kept = len(frame.key or b"") + len(frame.value)
+            cut = kept < frame.original_size
+            out = pipeline.reject(frame.topic, key, frame.value, error, source, raw_cut=cut)
+            return out + self._advance()
         decoded = decode_record(frame.topic, frame.key, frame.value, source, frame.timestamp_ms)
         if isinstance(decoded, Rejected):
             out = pipeline.reject(

@@ -16,6 +16,7 @@ batch. The sequencer reads no clock: markers state positions, never times.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka import TopicPartition
@@ -25,11 +26,24 @@ from models.topics import INPUT_TOPICS
 from streams.kafka_batches import PartitionBatches
 from streams.settings import Settings
 from streams.worker.clients import Clients, Consumer, KafkaClients, Producer
-from streams.worker.framing import progress_frame, record_frame
+from streams.worker.framing import (
+    BATCH_BYTES,
+    cut_record_frame,
+    progress_frame,
+    record_frame,
+    sequenced_message_limit,
+)
 from streams.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 MAX_RECORDS = 20_000
+MAX_FAILURES_IN_A_ROW = 5
+"""Kafka errors in a row after which the sequencer gives up and the worker exits non-zero
+(a supervisor restarts it); each one before restarts the clients."""
+
+
+class StageFailedError(RuntimeError):
+    """A stage failed ``MAX_FAILURES_IN_A_ROW`` times in a row; the worker exits."""
 
 
 class Sequencer:
@@ -57,18 +71,41 @@ class Sequencer:
         self.producer: Producer | None = None
         self._reported: dict[TopicPartition, tuple[int, int]] = {}
 
-    async def run(self, stopping: asyncio.Event) -> None:
-        """Run until ``stopping`` is set; a Kafka error is logged and the step retried."""
+    async def run(self, stopping: asyncio.Event, retry_after_s: float = 1.0) -> None:
+        """Run until ``stopping`` is set.
+
+        A Kafka error never wedges the stage: it is counted
+        (``policyloop_stage_errors_total{stage="sequencer"}``) and logged, and the clients
+        are restarted, so the consumer resumes from its committed offsets (the runner skips
+        what is appended twice) and a fresh idempotent producer replaces one that a refused
+        batch left failing every later send. After ``MAX_FAILURES_IN_A_ROW`` failures in a
+        row it raises ``StageFailedError`` and the worker exits non-zero."""
+        failures = 0
         try:
             await self.start()
             while not stopping.is_set():
                 try:
                     await self.step()
+                    failures = 0
                 except KafkaError as exc:
-                    log.warning("sequencer: %s; retrying", exc)
-                    await asyncio.sleep(1.0)
+                    failures += 1
+                    self.stats.stage_errors_total.labels(stage="sequencer").inc()
+                    if failures >= MAX_FAILURES_IN_A_ROW:
+                        log.error("sequencer: %s; failed %d times in a row, exiting", exc, failures)
+                        raise StageFailedError(f"sequencer failed {failures} times: {exc}") from exc
+                    log.error("sequencer: %s; restarting its Kafka clients", exc)
+                    await self.restart()
+                    await asyncio.sleep(retry_after_s)
         finally:
             await self.stop()
+
+    async def restart(self) -> None:
+        """Stop the clients (errors ignored) and start new ones."""
+        with contextlib.suppress(KafkaError):
+            await self.stop()
+        self.consumer = self.producer = None
+        self._reported.clear()
+        await self.start()
 
     async def start(self) -> None:
         """Create the clients and join the group ``<group>-sequencer``."""
@@ -85,7 +122,8 @@ class Sequencer:
             acks="all",
             enable_idempotence=True,
             linger_ms=settings.linger_ms,
-            max_batch_size=1024 * 1024,
+            max_batch_size=BATCH_BYTES,
+            max_request_size=sequenced_message_limit(settings.max_record_bytes),
         )
         await consumer.start()
         self.consumer = consumer
@@ -111,11 +149,16 @@ class Sequencer:
         unprefixed = self.settings.unprefixed
         sequenced = PartitionBatches(producer, {self.sequenced_topic: 1})
         slot = (self.sequenced_topic, 0)
+        max_bytes = self.settings.max_record_bytes
         forwarded = 0
         for tp, records in batches.items():
             name = unprefixed(tp.topic) or tp.topic
             for record in records:
-                frame = record_frame(
+                size = len(record.key or b"") + len(record.value or b"")
+                framer = record_frame if size <= max_bytes else cut_record_frame
+                if size > max_bytes:
+                    self.stats.oversized_total.inc()
+                frame = framer(
                     name,
                     tp.partition,
                     record.offset,

@@ -66,6 +66,19 @@ class WorkerStats:
             "pipeline holds nothing back (all released, as at the end of a replay).",
             registry=registry,
         )
+        self.stage_errors_total = Counter(
+            "policyloop_stage_errors",
+            "Kafka errors a worker stage recovered from (it restarts its clients; after "
+            "repeated failures in a row it exits non-zero for its supervisor).",
+            ["stage"],
+            registry=registry,
+        )
+        self.oversized_total = Counter(
+            "policyloop_oversized_records",
+            "Input records over POLICYLOOP_MAX_RECORD_BYTES, sequenced cut and "
+            "dead-lettered as too_large.",
+            registry=registry,
+        )
         self.suppressed_total = Counter(
             "policyloop_recovered_outputs_suppressed",
             "Outputs recomputed after a recovery "

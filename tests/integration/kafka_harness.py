@@ -43,6 +43,7 @@ def env_for(settings: Settings, **extra: str) -> dict[str, str]:
             "POLICYLOOP_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
             "POLICYLOOP_TOPIC_PREFIX": settings.topic_prefix,
             "POLICYLOOP_CONSUMER_GROUP": f"{settings.topic_prefix}group",
+            "POLICYLOOP_MAX_RECORD_BYTES": str(settings.max_record_bytes),
             "PYTHONPATH": str(ROOT),
         }
     )

@@ -13,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 from kafka_harness import (
     ROOT,
@@ -20,9 +21,11 @@ from kafka_harness import (
     assert_same_outputs,
     cli,
     doubled_and_missing,
+    read_lines,
     wait_until,
 )
 
+from streams.kafka_topics import input_message_limit
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate
 
@@ -231,6 +234,69 @@ def test_malformed_records_on_every_topic_become_dead_letters(
     assert len(letters) == len(replayed) + len(topics) * len(bad_values)
     injected = [line for line in letters if '"key":"BAD"' in line]
     assert {t for t in topics if any(f'"source_topic":"{t}"' in x for x in injected)} == set(topics)
+
+
+def test_records_at_and_over_the_size_limit_never_wedge_the_worker(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    """Issue 9, defect 3: with POLICYLOOP_MAX_RECORD_BYTES = 200,000 the input topics are
+    created with room for one such record (plus framing); a record of exactly that size
+    goes through the sequenced log (it is not a valid fill, so it is a dead letter of its
+    own kind), and one 1,000 bytes larger, which the topic still takes (it has 4 KiB of
+    room for framing), is a ``too_large`` dead letter, cut; the market around them gives
+    replay's dead letters and nothing more."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    limit = 200_000
+    sized = kafka.with_overrides(max_record_bytes=limit)
+    market = _market(tmp_path, days=1, symbols=4)
+    text = cli(sized, "produce", str(market), "--create-topics", "--wall-clock")
+    records = int(re.search(r"produced (\d+) records", text).group(1))  # type: ignore[union-attr]
+    key = b"BIG"
+    at_limit = b'{"x":"' + b"a" * (limit - len(key) - 8) + b'"}'
+    over = b'{"x":"' + b"a" * (limit + 1000 - len(key) - 8) + b'"}'
+
+    async def send_sized() -> str:
+        admin = AIOKafkaAdminClient(**sized.aiokafka_common())
+        await admin.start()
+        try:
+            resource = ConfigResource(ConfigResourceType.TOPIC, sized.topic("fills"))
+            (described,) = await admin.describe_configs([resource])
+            entries = {e[0]: e[1] for e in described.resources[0][4]}
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(max_request_size=2 * limit, **sized.aiokafka_common())
+        await producer.start()
+        try:
+            for value in (at_limit, over):
+                await producer.send_and_wait(sized.topic("fills"), value, key=key)
+        finally:
+            await producer.stop()
+        return str(entries["max.message.bytes"])
+
+    topic_limit = asyncio.run(send_sized())
+    assert int(topic_limit) == input_message_limit(sized)
+    worker = Worker(sized, tmp_path, "a", *FAST)
+    try:
+        wait_until(
+            lambda: worker.processed() >= records + 2 and worker.settled(),
+            120,
+            "the worker to settle",
+            [worker],
+        )
+        assert worker.alive()
+        assert worker.metrics().get("policyloop_oversized_records_total") == 1
+    finally:
+        worker.stop()
+    replay_dir, dump_dir = _replay_and_dump(sized, market, tmp_path)
+    letters = [orjson.loads(x) for x in read_lines(dump_dir / "dead_letters.jsonl")]
+    big = sorted((d["error"]["type"], d["raw_truncated"]) for d in letters if d["key"] == "BIG")
+    assert big == [("missing", True), ("too_large", True)], big  # both raws cut to 64 KiB
+    assert len(letters) == len(read_lines(replay_dir / "dead_letters.jsonl")) + 2
 
 
 def test_broker_restart_mid_stream_is_survived(kafka: Settings, tmp_path: Path) -> None:

@@ -135,10 +135,11 @@ class Worker:
 
     def __post_init__(self) -> None:
         self._registries: dict[int, CollectorRegistry] = {}
+        self.sequencer_registry = CollectorRegistry()
         self.sequencer = Sequencer(
             self.settings,
             internal_topics(self.settings)["sequenced"],
-            WorkerStats(CollectorRegistry()),
+            WorkerStats(self.sequencer_registry),
             clients=self.broker,
             max_records=self.sequencer_records,
         )
@@ -165,6 +166,10 @@ class Worker:
         """A sample of ``runner``'s metrics (default: the current runner's), 0 when absent."""
         registry = self._registries[id(runner or self.runner)]
         return float(registry.get_sample_value(name) or 0.0)
+
+    def sequencer_metric(self, name: str, **labels: str) -> float:
+        """A sample of the sequencer's metrics, 0 when absent."""
+        return float(self.sequencer_registry.get_sample_value(name, labels) or 0.0)
 
     async def start(self) -> None:
         await self.sequencer.start()
@@ -228,11 +233,16 @@ def reference_outputs(reference: list[Output]) -> Keyed:
     return found
 
 
-def assert_replay_outputs(broker: MemoryBroker, market: Market) -> None:
+def assert_replay_outputs(
+    broker: MemoryBroker, market: Market, extra_letter_keys: frozenset[str] = frozenset()
+) -> None:
     """Every output topic holds replay's records: per key the same records in the same order
     (so nothing missing, nothing doubled); dead letters the same but for where they came
-    from (a file line in replay, topic:partition:offset on Kafka)."""
+    from (a file line in replay, topic:partition:offset on Kafka), and but for those keyed
+    ``extra_letter_keys`` (records a test sent beside the market)."""
     got, expected = keyed_outputs(broker), reference_outputs(market.reference)
+    for key in extra_letter_keys:
+        got[DEAD_LETTERS].pop(key, None)
     for topic in OUTPUT_TOPICS:
         if topic == DEAD_LETTERS:
             assert _letters(got[topic]) == _letters(expected[topic])
