@@ -81,6 +81,7 @@ def worker_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     return settings.with_overrides(
         checkpoint_interval_s=args.checkpoint_interval,
         idle_flush_s=args.idle_flush,
+        idle_timeout_s=args.idle_timeout,
         pipeline_batch_records=args.max_records,
     )
 
@@ -132,11 +133,18 @@ def _add_worker_command(sub: Any) -> None:
         help="seconds between state checkpoints (default: POLICYLOOP_CHECKPOINT_INTERVAL_S)",
     )
     work.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="seconds an input partition is caught up with nothing new before it stops "
+        "holding the watermark back (default: POLICYLOOP_IDLE_TIMEOUT_S)",
+    )
+    work.add_argument(
         "--idle-flush",
         type=float,
         metavar="SECONDS",
-        help="seconds idle (all inputs caught up) before buffered records are released, as "
-        "replay does at the end of its file (default: POLICYLOOP_IDLE_FLUSH_S)",
+        help="seconds with every input partition idle before buffered records are released, "
+        "as replay does at the end of its file (default: POLICYLOOP_IDLE_FLUSH_S)",
     )
     work.add_argument(
         "--max-records",

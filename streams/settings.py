@@ -140,10 +140,16 @@ class Settings(BaseSettings):
     checkpoint_interval_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         30.0, description="seconds between checkpoints of the pipeline state"
     )
+    idle_timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        5.0,
+        description="seconds an input partition must be caught up with nothing new before it "
+        "stops holding the watermark back (source idleness); a quiet producer delays outputs "
+        "by this much, a slower one gets its records sorted in instead of late",
+    )
     idle_flush_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         3.0,
-        description="seconds with every input caught up and nothing new before the worker "
-        "releases what it buffers, as replay does at the end of its file",
+        description="seconds with every input partition idle and nothing new before the "
+        "worker releases what it buffers, as replay does at the end of its file",
     )
     pipeline_batch_records: Annotated[int, Field(ge=1, le=100_000)] = Field(
         5000, description="sequenced records per pipeline transaction (at most)"

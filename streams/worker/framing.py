@@ -1,5 +1,9 @@
 """Records of the internal sequenced log: input records with their coordinates, progress
-markers and flush markers.
+markers, idleness markers and flush markers.
+
+An idleness marker says that an input partition was caught up at a position and delivered
+nothing new for ``POLICYLOOP_IDLE_TIMEOUT_S`` (the sequencer's wall-clock decision, written
+down so that the runner, reading it back, stays a pure function of its log).
 
 A frame is a one-line JSON header, a newline, then (for an input record) the record's value
 bytes exactly as they were on the input topic, so the runner decodes them as the direct path
@@ -21,13 +25,15 @@ KEEP_BYTES = 64 * 1024
 HEADER_BYTES = 1024
 RECORD = "r"
 PROGRESS = "p"
+IDLE = "i"
 FLUSH = "f"
 
 
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A parsed frame. For RECORD: topic, partition, offset, key, timestamp_ms, value.
-    For PROGRESS: topic, partition, offset = next position, end = end offset. For FLUSH:
+    For PROGRESS: topic, partition, offset = next position, end = end offset. For IDLE:
+    topic, partition, offset = the position it was idle at. For FLUSH:
     nothing else (the runner releases everything buffered, as replay does at the end)."""
 
     kind: str
@@ -103,6 +109,10 @@ def progress_frame(topic: str, partition: int, position: int, end: int) -> bytes
     return orjson.dumps({"k": PROGRESS, "t": topic, "p": partition, "o": position, "e": end})
 
 
+def idle_frame(topic: str, partition: int, position: int) -> bytes:
+    return orjson.dumps({"k": IDLE, "t": topic, "p": partition, "o": position})
+
+
 def flush_frame() -> bytes:
     return orjson.dumps({"k": FLUSH})
 
@@ -127,4 +137,6 @@ def parse_frame(raw: bytes) -> Frame:
         return Frame(
             PROGRESS, header["t"], int(header["p"]), int(header["o"]), end=int(header["e"])
         )
+    if kind == IDLE:
+        return Frame(IDLE, header["t"], int(header["p"]), int(header["o"]))
     return Frame(FLUSH)

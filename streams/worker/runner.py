@@ -4,9 +4,10 @@ Consumes the single partition of the sequenced topic in the group ``<group>-pipe
 worker at a time holds it). Each record of the log is applied in order:
 - an input record already taken for its source partition is skipped (re-append);
 - otherwise it is decoded (a bad one becomes a dead letter) and given to the pipeline;
-- progress markers move the watermark: the event-time frontier of all input partitions
-  minus the allowed lateness, so nothing is released while a partition may still deliver
-  earlier records;
+- idleness markers move the watermark: it is the event-time frontier of the input
+  partitions that are not idle (streams/worker/sources.py) minus the allowed lateness, so
+  nothing is released while a partition that is not idle may still deliver earlier records;
+  progress markers (position and end offset) feed the lag and settled metrics;
 - a flush marker releases everything, as replay does at the end of its file.
 The outputs of a batch, the consumer offset and, every ``checkpoint_interval_s``, a checkpoint
 of the whole state are published in one transaction (transactional id
@@ -41,7 +42,7 @@ from streams.adapter import Rejected, decode_record
 from streams.settings import Settings
 from streams.worker.checkpoint import Checkpoint, read_checkpoint, write_checkpoint
 from streams.worker.clients import Clients, Consumer, KafkaClients, Producer
-from streams.worker.framing import FLUSH, PROGRESS, flush_frame, parse_frame
+from streams.worker.framing import FLUSH, IDLE, PROGRESS, flush_frame, parse_frame
 from streams.worker.sources import NO_TIME, Sources
 from streams.worker.stats import WorkerStats
 
@@ -140,6 +141,10 @@ class Runner:
         pipeline = self.pipeline
         if frame.kind == PROGRESS:
             self.sources.marker(frame.topic, frame.partition, frame.offset, frame.end)
+            return []
+        if frame.kind == IDLE:
+            self.sources.mark_idle(frame.topic, frame.partition, frame.offset)
+            self.stats.idle_partitions.set(self.sources.idle_count())
             return self._advance()
         if frame.kind == FLUSH:
             self.flush_requested = False
@@ -354,9 +359,11 @@ class Runner:
         pipeline = self.pipeline
         idle = self.clock() - self.last_data_at >= self.options.idle_flush_s
         has_pending = len(pipeline.buffer) > 0 or pipeline.watermark_ms < pipeline.max_event_ms
-        caught_up = self.sources.all_caught_up()
-        self.stats.settled.set(1 if caught_up and not has_pending else 0)
-        if not (idle and has_pending and caught_up and not self.flush_requested):
+        # every partition idle (markers in the log), not merely caught up right now: a
+        # partition that is only slower than the others still holds everything back
+        all_idle = self.sources.all_idle()
+        self.stats.settled.set(1 if all_idle and not has_pending else 0)
+        if not (idle and has_pending and all_idle and not self.flush_requested):
             return
         producer = self.producer
         assert producer is not None

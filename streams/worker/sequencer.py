@@ -8,9 +8,15 @@ acknowledged, the input offsets are committed. At-least-once: after a crash or a
 record may be appended twice; the runner skips anything at or below the offset it has already
 seen for that partition.
 
+Idleness (the watermark rule of streams/worker/sources.py): a partition that is caught up
+and delivers nothing new for ``idle_timeout_s`` of the injected clock (checked against fresh
+end offsets from the broker, not the last fetch's high watermark, which can be stale) gets an
+idleness marker in the log, once; a partition that delivers again starts over. This is the
+one wall-clock decision that shapes output, and it is written into the log before it acts.
+
 The Kafka clients come from an injected ``Clients`` factory (aiokafka by default, the
-in-memory broker in tests); ``start``, ``step`` and ``stop`` let a test drive it batch by
-batch. The sequencer reads no clock: markers state positions, never times.
+in-memory broker in tests) and the clock is injected too; ``start``, ``step`` and ``stop``
+let a test drive it batch by batch.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -29,6 +37,7 @@ from streams.worker.clients import Clients, Consumer, KafkaClients, Producer
 from streams.worker.framing import (
     BATCH_BYTES,
     cut_record_frame,
+    idle_frame,
     progress_frame,
     record_frame,
     sequenced_message_limit,
@@ -61,12 +70,18 @@ class Sequencer:
         *,
         clients: Clients | None = None,
         max_records: int = MAX_RECORDS,
+        clock: Callable[[], float] = time.monotonic,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.sequenced_topic = sequenced_topic
         self.stats = stats
         self.clients: Clients = clients or KafkaClients(settings)
         self.max_records = max_records
+        self.clock = clock
+        self.idle_timeout_s = settings.idle_timeout_s if idle_timeout_s is None else idle_timeout_s
+        self._active_at: dict[TopicPartition, float] = {}
+        self._idle_sent: set[TopicPartition] = set()
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self._reported: dict[TopicPartition, tuple[int, int]] = {}
@@ -105,6 +120,8 @@ class Sequencer:
             await self.stop()
         self.consumer = self.producer = None
         self._reported.clear()
+        self._active_at.clear()
+        self._idle_sent.clear()
         await self.start()
 
     async def start(self) -> None:
@@ -173,6 +190,11 @@ class Sequencer:
         unknown = [tp for tp in assignment if consumer.highwater(tp) is None]
         ends = await consumer.end_offsets(unknown) if unknown else {}
         lag: dict[str, int] = {}
+        now = self.clock()
+        quiet: list[tuple[TopicPartition, int]] = []
+        for stale in set(self._active_at) - set(assignment):  # revoked: start over if back
+            del self._active_at[stale]
+            self._idle_sent.discard(stale)
         for tp in sorted(assignment):
             position = await consumer.position(tp)
             end = consumer.highwater(tp)
@@ -183,6 +205,23 @@ class Sequencer:
                 frame = progress_frame(name, tp.partition, position, end)
                 await sequenced.add(slot, None, frame, None)
             lag[name] = lag.get(name, 0) + max(end - position, 0)
+            if batches.get(tp) or position < end:
+                self._active_at[tp] = now
+                self._idle_sent.discard(tp)
+            elif tp not in self._idle_sent:
+                since = self._active_at.setdefault(tp, now)
+                if now - since >= self.idle_timeout_s:
+                    quiet.append((tp, position))
+        if quiet:
+            fresh = await consumer.end_offsets([tp for tp, _ in quiet])
+            for tp, position in quiet:
+                if position < fresh.get(tp, 0):  # the last fetch's end was stale
+                    self._active_at[tp] = now
+                    continue
+                name = unprefixed(tp.topic) or tp.topic
+                await sequenced.add(slot, None, idle_frame(name, tp.partition, position), None)
+                self._idle_sent.add(tp)
+                self.stats.idle_markers_total.inc()
         for name, behind in lag.items():
             self.stats.consumer_lag.labels(topic=name).set(behind)
         await sequenced.submit_all()

@@ -66,6 +66,17 @@ class WorkerStats:
             "pipeline holds nothing back (all released, as at the end of a replay).",
             registry=registry,
         )
+        self.idle_partitions = Gauge(
+            "policyloop_idle_partitions",
+            "Input partitions the pipeline treats as idle (caught up and nothing new for "
+            "POLICYLOOP_IDLE_TIMEOUT_S): they do not hold the watermark back.",
+            registry=registry,
+        )
+        self.idle_markers_total = Counter(
+            "policyloop_idle_markers",
+            "Idleness markers this worker's sequencer appended to the sequenced log.",
+            registry=registry,
+        )
         self.stage_errors_total = Counter(
             "policyloop_stage_errors",
             "Kafka errors a worker stage recovered from (it restarts its clients; after "

@@ -4,8 +4,9 @@ records, restores from checkpoints taken anywhere, and however far the watermark
 
 The log is built as the sequencer writes it (streams/worker/sequencer.py): each input
 partition's records in order, partitions interleaved in random chunks, a progress marker per
-partition after each chunk, some chunks appended twice (a sequencer that lost its partition
-before committing), and a flush marker at the end (the idle flush).
+partition after each chunk, an idleness marker once a partition has delivered everything
+(the sequencer's idle timeout), some chunks appended twice (a sequencer that lost its
+partition before committing), and a flush marker at the end (the idle flush).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from streams.replay import run_replay
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate
 from streams.worker.checkpoint import Checkpoint, decode_state, encode_state
-from streams.worker.framing import flush_frame, progress_frame, record_frame
+from streams.worker.framing import flush_frame, idle_frame, progress_frame, record_frame
 from streams.worker.runner import Runner, RunnerOptions
 from streams.worker.stats import WorkerStats
 
@@ -70,6 +71,8 @@ def sequenced_log(partitions: Partitioned, rng: random.Random) -> list[bytes]:
         cursors[slot] = end
         for other in sorted(partitions):
             log.append(progress_frame(other[0], other[1], cursors[other], len(partitions[other])))
+        if end == len(partitions[slot]):
+            log.append(idle_frame(slot[0], slot[1], end))
     log.append(flush_frame())
     return log
 
@@ -141,17 +144,41 @@ def test_runner_over_any_sequenced_log_gives_replay_output(
     assert not runner.pipeline.late
 
 
-def test_a_partition_held_back_past_the_watermark_arrives_late(
+def test_a_caught_up_partition_holds_the_watermark_until_it_is_idle(
     market: tuple[Partitioned, Path],
 ) -> None:
-    """The live rule the README states: a caught-up partition does not hold the watermark, so
-    records it delivers later, behind the watermark, are late (and output may then differ
-    from replay's). Checks the rule is what the runner does, not an accident."""
-    partitions, _ = market
+    """A partition that is caught up (here: empty so far) but not declared idle holds the
+    watermark, so what it delivers later is sorted in, not late: a slower producer, a topic
+    loaded after the others, a backfill."""
+    partitions, replay_dir = market
     held = max(partitions, key=lambda slot: len(partitions[slot]))
     others = {slot: records for slot, records in partitions.items() if slot != held}
     log = sequenced_log(others, random.Random(5))[:-1]  # all but the held one, no flush
     log.append(progress_frame(held[0], held[1], 0, 0))  # the held partition: caught up, empty
+    runner = new_runner(partitions, 15 * 60_000)
+    outputs = [output for raw in log for output in runner.apply(raw)]
+    assert runner.pipeline.watermark_ms < -(2**61)  # nothing released: it waits for `held`
+    tail = [
+        record_frame(held[0], held[1], offset, key, ts, value)
+        for offset, (key, value, ts) in enumerate(partitions[held])
+    ]
+    for raw in [*tail, idle_frame(held[0], held[1], len(tail)), flush_frame()]:
+        outputs.extend(runner.apply(raw))
+    assert not runner.pipeline.late
+    assert_replay_output(outputs, replay_dir)
+
+
+def test_a_partition_that_delivers_after_it_was_idle_arrives_late(
+    market: tuple[Partitioned, Path],
+) -> None:
+    """The live rule the README states: once a partition is declared idle it does not hold
+    the watermark, so records it delivers later, behind the watermark the others moved, are
+    late (and output may then differ from replay's)."""
+    partitions, _ = market
+    held = max(partitions, key=lambda slot: len(partitions[slot]))
+    others = {slot: records for slot, records in partitions.items() if slot != held}
+    log = sequenced_log(others, random.Random(5))[:-1]
+    log.append(idle_frame(held[0], held[1], 0))  # empty and quiet for the idle timeout
     for offset, (key, value, ts) in enumerate(partitions[held]):
         log.append(record_frame(held[0], held[1], offset, key, ts, value))
     runner = new_runner(partitions, 15 * 60_000)

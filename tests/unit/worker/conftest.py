@@ -142,6 +142,7 @@ class Worker:
             WorkerStats(self.sequencer_registry),
             clients=self.broker,
             max_records=self.sequencer_records,
+            clock=self.clock,
         )
         self.runner = self.new_runner()
 
@@ -193,8 +194,15 @@ class Worker:
                 return rounds
         raise AssertionError(f"the stages still move after {max_rounds} rounds")
 
+    async def go_idle(self) -> None:
+        """Let the idle timeout pass and step until the idleness markers are acted on."""
+        self.clock.advance(self.sequencer.idle_timeout_s)
+        await self.settle()
+
     async def idle_flush(self) -> None:
-        """Let ``idle_flush_s`` pass, then step until the flush is acted on and all settled."""
+        """Let the inputs go idle, then ``idle_flush_s`` pass, and step until the flush is
+        acted on and all settled."""
+        await self.go_idle()
         self.clock.advance(self.options.idle_flush_s)
         await self.settle()
 

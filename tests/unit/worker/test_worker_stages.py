@@ -125,6 +125,9 @@ async def test_idle_flush_fires_after_idle_flush_s_and_not_before(market: Market
     await worker.start()
     await worker.settle()
     assert worker.runner.sources.all_caught_up()
+    assert not worker.runner.sources.all_idle()  # caught up, not idle yet
+    await worker.go_idle()  # the idleness markers are the last data the runner read
+    assert worker.runner.sources.all_idle()
     assert FLUSH not in frame_kinds(broker)
     held = keyed_outputs(broker)
 
@@ -215,7 +218,8 @@ async def test_a_sequencer_lost_before_its_commit_is_re_appended_and_skipped(
     broker = new_broker()
     await publish(broker, market.records)
     worker = Worker(broker, FakeClock(), sequencer_records=400)
-    other = Sequencer(SETTINGS, SEQUENCED, WorkerStats(CollectorRegistry()), clients=broker)
+    stats = WorkerStats(CollectorRegistry())
+    other = Sequencer(SETTINGS, SEQUENCED, stats, clients=broker, clock=worker.clock)
     await worker.start()
     await other.start()
     first = worker.sequencer.consumer
