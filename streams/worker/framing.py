@@ -72,14 +72,7 @@ def record_frame(
     timestamp_ms: int | None,
     value: bytes | None,
 ) -> bytes:
-    header = {
-        "k": RECORD,
-        "t": topic,
-        "p": partition,
-        "o": offset,
-        "ts": timestamp_ms,
-        "key": None if key is None else key.hex(),
-    }
+    header = _record_header(topic, partition, offset, key, timestamp_ms)
     return orjson.dumps(header) + b"\n" + (value or b"")
 
 
@@ -93,16 +86,23 @@ def cut_record_frame(
 ) -> bytes:
     """The frame of a record over the size limit: key and value cut to ``KEEP_BYTES``."""
     size = len(key or b"") + len(value or b"")
-    header = {
+    cut_key = None if key is None else key[:KEEP_BYTES]
+    header = _record_header(topic, partition, offset, cut_key, timestamp_ms)
+    header["n"] = size
+    return orjson.dumps(header) + b"\n" + (value or b"")[:KEEP_BYTES]
+
+
+def _record_header(
+    topic: str, partition: int, offset: int, key: bytes | None, timestamp_ms: int | None
+) -> dict[str, object]:
+    return {
         "k": RECORD,
         "t": topic,
         "p": partition,
         "o": offset,
         "ts": timestamp_ms,
-        "key": None if key is None else key[:KEEP_BYTES].hex(),
-        "n": size,
+        "key": None if key is None else key.hex(),
     }
-    return orjson.dumps(header) + b"\n" + (value or b"")[:KEEP_BYTES]
 
 
 def progress_frame(topic: str, partition: int, position: int, end: int) -> bytes:

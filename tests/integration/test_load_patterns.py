@@ -4,10 +4,14 @@ Each test starts a worker, loads a market into it the way a user's feed would, r
 outputs back with ``policyloop dump`` and compares them with ``policyloop replay`` of the
 same file, record for record, and asserts that no record was late. The worker runs with its
 defaults but for a short idle flush and checkpoint interval (idle timeout 5 s). Patterns:
-(a) ``policyloop produce FILE`` with its defaults; (b) one topic after another, each its own
-``produce``; (d) a live feed, throttled and in small batches; (e) a producer that pauses for
-less than the idle timeout; (f) a worker down during the load and restarted (a backfill).
-SIGKILLs and a broker restart are in test_worker.py.
+(a) ``policyloop produce FILE`` with its defaults; (d) a live feed, throttled and in small
+batches; (e) a producer that pauses for less than the idle timeout; (f) a worker down during
+the load and restarted (a backfill). SIGKILLs and a broker restart are in test_worker.py.
+
+(b) one topic after another, each its own ``produce`` (about 2 s each here): the topics
+whose load starts more than the idle timeout after the first are idle by then, so with the
+default timeout some of their records are late, which the test pins; with the idle timeout
+above the whole load's length the output is replay's.
 """
 
 from __future__ import annotations
@@ -114,7 +118,6 @@ def _load_with_short_pauses(kafka: Settings, market: Path) -> int:
 
 LOADERS: dict[str, Callable[[Settings, Path], int]] = {
     "a_produce_defaults": _load_defaults,
-    "b_topic_by_topic": _load_topic_by_topic,
     "d_live_feed": _load_live_feed,
     "e_short_pauses": _load_with_short_pauses,
 }
@@ -161,3 +164,28 @@ def test_f_a_worker_down_during_the_load_catches_up(kafka: Settings, tmp_path: P
     print(f"load pattern f_backfill: {records} records, {late:.0f} late")
     assert late == 0
     _check(kafka, market, tmp_path)
+
+
+@pytest.mark.parametrize("idle_timeout", ["5", "30"])
+def test_b_one_topic_after_another(kafka: Settings, tmp_path: Path, idle_timeout: str) -> None:
+    market = _market(tmp_path)
+    cli(kafka, "topics", "create")
+    worker = Worker(kafka, tmp_path, "topics", *FAST, "--idle-timeout", idle_timeout)
+    try:
+        wait_until(lambda: bool(worker.metrics()), 60, "the worker to serve metrics", [worker])
+        records = _load_topic_by_topic(kafka, market)
+        _settle(worker, records)
+        late_by_topic = {
+            k: v for k, v in worker.metrics().items() if k.startswith("policyloop_late_events")
+        }
+    finally:
+        worker.stop()
+    late = sum(late_by_topic.values())
+    print(f"load pattern b_topic_by_topic, idle timeout {idle_timeout} s: {late:.0f} late")
+    if idle_timeout == "5":  # longer than the gap before the later topics start
+        first_topic = [*INPUT_TOPICS][-1]
+        assert late > 0
+        assert not any(first_topic in k and v for k, v in late_by_topic.items())
+    else:
+        assert late == 0
+        _check(kafka, market, tmp_path)

@@ -33,6 +33,20 @@ def market_lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
     return [line for line in path.read_bytes().splitlines() if line]
 
 
+@pytest.fixture
+def runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The end times of every policy-loop run asked for (a run that skips included)."""
+    asked: list[int] = []
+    original = PolicyLoop.run
+
+    def counted(self: PolicyLoop, end_ms: int, *args: Any, **kwargs: Any) -> Any:
+        asked.append(end_ms)
+        return original(self, end_ms, *args, **kwargs)
+
+    monkeypatch.setattr(PolicyLoop, "run", counted)
+    return asked
+
+
 def _decision_line(lines: list[bytes], bar_ts: str, event_id: str) -> bytes:
     record = next(
         orjson.loads(line)
@@ -75,16 +89,8 @@ def test_one_far_off_record_mid_stream_is_a_dead_letter_and_changes_nothing_else
 
 
 def test_a_far_off_first_record_costs_one_good_record_not_the_stream(
-    market_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    market_lines: list[bytes], tmp_path: Path, runs: list[int]
 ) -> None:
-    runs: list[int] = []
-    original = PolicyLoop.run
-
-    def counted(self: PolicyLoop, end_ms: int, *args: Any, **kwargs: Any) -> Any:
-        runs.append(end_ms)
-        return original(self, end_ms, *args, **kwargs)
-
-    monkeypatch.setattr(PolicyLoop, "run", counted)
     clean = _replay(tmp_path, "clean", market_lines)
     clean_runs = len(runs)
     runs.clear()
@@ -101,16 +107,8 @@ def test_a_far_off_first_record_costs_one_good_record_not_the_stream(
 
 
 def test_a_legitimate_gap_costs_one_step_not_one_run_per_day(
-    market_lines: list[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    market_lines: list[bytes], tmp_path: Path, runs: list[int]
 ) -> None:
-    runs: list[int] = []
-    original = PolicyLoop.run
-
-    def counted(self: PolicyLoop, end_ms: int, *args: Any, **kwargs: Any) -> Any:
-        runs.append(end_ms)
-        return original(self, end_ms, *args, **kwargs)
-
-    monkeypatch.setattr(PolicyLoop, "run", counted)
     later = [
         line.replace(b'"2026-01-', b'"2028-01-').replace(b'"event_id":"', b'"event_id":"L')
         for line in market_lines
