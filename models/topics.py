@@ -7,7 +7,7 @@ Default names; a deployment may put a prefix in front of every one (settings). I
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -68,8 +68,8 @@ class InputTopicSpec(TopicSpec):
     stand-down), None when the key is required.
     """
 
-    rank: int = 0
-    key_path: tuple[str, ...] = ()
+    rank: int = field(kw_only=True)
+    key_path: tuple[str, ...] = field(kw_only=True)
     key_default: str | None = None
 
     def key_of(self, value: Any) -> str | None:

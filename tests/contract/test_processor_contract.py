@@ -223,3 +223,12 @@ def test_stream_output_is_interleaving_independent(envelopes: list[Envelope]) ->
         assert [b for t, k, b in got if (t, k) == topic_key] == [
             b for t, k, b in expected if (t, k) == topic_key
         ]
+
+
+def test_input_topic_ranks_are_unique_and_every_topic_has_a_key() -> None:
+    """The release order at equal event time is total: no two input topics share a rank
+    (``InputTopicSpec`` has no default rank, so a new topic must choose one)."""
+    from models.topics import INPUT_TOPICS, TOPIC_RANK
+
+    assert len(set(TOPIC_RANK.values())) == len(TOPIC_RANK)
+    assert all(spec.key_path for spec in INPUT_TOPICS.values())
