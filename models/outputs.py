@@ -211,8 +211,8 @@ class DeadLetter(OutputModel):
             error=DeadLetterError(
                 type=clip_text(error_type, MAX_STR, "invalid"),
                 message=clip_text(message, MESSAGE_MAX, "invalid record"),
-                field=clip_text(field, MAX_STR) or None if field else None,
+                field=clip_text(field, MAX_STR) if field else None,
             ),
             raw_truncated=truncated or cut_before,
-            source_offset=clip_text(source_offset, MAX_STR) or None if source_offset else None,
+            source_offset=clip_text(source_offset, MAX_STR) if source_offset else None,
         )

@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from heapq import heappop
 from typing import Any
 
 from models.codec import DecodeError, encode
-from models.common import format_utc, to_ms
+from models.common import to_ms
 from models.outputs import RAW_MAX_BYTES, Alert, DeadLetter, PerformanceRow
 from models.topics import DEAD_LETTERS
 from processors.core import metric_names as mn
@@ -44,6 +43,7 @@ from processors.core.dedup import EventIdDedup
 from processors.core.reorder import ReorderBuffer
 from processors.performance import PerformanceTables
 from processors.policy import LoopContext, PolicyLoop
+from processors.policy.archive import iso
 from processors.stages import STAGES, PipelineConfig
 
 __all__ = ["NO_WATERMARK", "Pipeline", "PipelineConfig"]
@@ -137,15 +137,15 @@ class Pipeline:
             if candidate is not None and abs(event_ms - candidate) <= limit:
                 return None
             return (
-                f"event time {_iso(event_ms)} is {_days(ahead)} ahead of the latest event "
-                f"time seen ({_iso(self.max_event_ms)}); at most {_days(limit)}"
+                f"event time {iso(event_ms)} is {_days(ahead)} ahead of the latest event "
+                f"time seen ({iso(self.max_event_ms)}); at most {_days(limit)}"
             )
         behind = self.watermark_ms - event_ms
         limit = cfg.max_event_time_behind_ms
         if limit is not None and self.watermark_ms > NO_WATERMARK and behind > limit:
             return (
-                f"event time {_iso(event_ms)} is {_days(behind)} behind the watermark "
-                f"({_iso(self.watermark_ms)}); at most {_days(limit)}"
+                f"event time {iso(event_ms)} is {_days(behind)} behind the watermark "
+                f"({iso(self.watermark_ms)}); at most {_days(limit)}"
             )
         return None
 
@@ -369,14 +369,6 @@ class Pipeline:
         self.counts = {(str(t), str(o)): int(n) for t, o, n in state["counts"]}
         self.late = {str(t): int(n) for t, n in state["late"]}
         self.outputs_by_topic = {str(t): int(n) for t, n in state["outputs_by_topic"]}
-
-
-def _iso(event_ms: int) -> str:
-    """An event time for a message: RFC 3339 when it is one, else the raw milliseconds."""
-    try:
-        return format_utc(datetime.fromtimestamp(event_ms / 1000, tz=UTC))
-    except (OverflowError, OSError, ValueError):
-        return f"{event_ms} ms"
 
 
 def _days(span_ms: int) -> str:

@@ -36,12 +36,18 @@ _VALIDATORS = {name: spec.model.__pydantic_validator__ for name, spec in INPUT_T
 """What ``Model.model_validate(value)`` calls, without its Python frame (the hot path)."""
 
 
-def too_deep(raw: bytes, parsed: Any) -> DecodeError | None:
-    """A ``too_deep`` error when ``parsed`` (the JSON value of ``raw``) nests deeper than
-    ``MAX_NESTING``. Counting brackets in the bytes first keeps the usual record cheap: a
-    value cannot nest deeper than it has brackets."""
+def too_deep(raw: bytes, parsed: Any = None) -> DecodeError | None:
+    """A ``too_deep`` error when the JSON value of ``raw`` (``parsed``, or parsed here when
+    not given) nests deeper than ``MAX_NESTING``; None also when ``raw`` is not JSON (the
+    decoder names that). Counting brackets in the bytes first keeps the usual record cheap:
+    a value cannot nest deeper than it has brackets."""
     if raw.count(b"{") + raw.count(b"[") <= MAX_NESTING:
         return None
+    if parsed is None:
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
     depth = nesting_depth(parsed)
     if depth <= MAX_NESTING:
         return None
@@ -164,13 +170,9 @@ def decode_record(
             DecodeError("unknown_topic", f"unknown input topic {topic!r}"),
             source,
         )
-    if value.count(b"{") + value.count(b"[") > MAX_NESTING:
-        try:
-            deep = too_deep(value, orjson.loads(value))
-        except orjson.JSONDecodeError:
-            deep = None  # decode_json below names the problem
-        if deep is not None:
-            return Rejected(topic, key_text, value, deep, source)
+    deep = too_deep(value)
+    if deep is not None:
+        return Rejected(topic, key_text, value, deep, source)
     decoded = decode_json(spec.model, value)
     if isinstance(decoded, DecodeError):
         return Rejected(topic, key_text, value, decoded, source)

@@ -114,11 +114,6 @@ def parse_line(line: bytes) -> LineRecord | None:
     return LineRecord(topic, key, timestamp_ms, record["value"])
 
 
-def contract_key(topic: str, value: Any) -> str | None:
-    """The key the contract gives a (raw, unvalidated) value, None if it has none."""
-    return INPUT_TOPICS[topic].key_of(value)
-
-
 def replay_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, line without its newline) of every non-blank line, as replay numbers them."""
     with path.open("rb") as handle:
@@ -162,7 +157,7 @@ class _LineConverter:
             return self._dead_letter(parsed.topic, parsed.key, value, error, f"line:{number}")
         part_key = key
         if key is None:
-            derived = contract_key(parsed.topic, parsed.value)
+            derived = INPUT_TOPICS[parsed.topic].key_of(parsed.value)
             part_key = derived.encode("utf-8") if derived is not None else None
         ts = None if self.wall_clock else parsed.timestamp_ms
         if ts is not None and not 0 <= ts <= MAX_TIMESTAMP_MS:

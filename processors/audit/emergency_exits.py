@@ -26,7 +26,14 @@ from models.common import format_utc
 from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, BlockEvent, Severity
-from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample, check_state_version
+from processors.core.base import (
+    EMPTY,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    WithoutTimers,
+    check_state_version,
+)
 from processors.core.config_checks import NON_NEGATIVE, check_bounds
 
 STATE_VERSION = 1
@@ -67,15 +74,10 @@ def rules_broken(decision: DecisionRecord, zero_weight_tolerance: float = 0.0) -
     return broken
 
 
-class EmergencyExitAudit:
+class EmergencyExitAudit(WithoutTimers):
     """Checks every decision with emergency exit intent; see the module docstring."""
 
     takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision"}
-    timers: ClassVar[bool] = False
-
-    def on_tick(self, watermark_ms: int) -> Emitted:
-        """No timers: nothing to fire."""
-        return EMPTY
 
     def __init__(self, config: EmergencyExitConfig | None = None) -> None:
         self.config = config or EmergencyExitConfig()

@@ -47,11 +47,11 @@ from processors.audit.plan_fingerprint import (
 from processors.core import metric_names as mn
 from processors.core.base import (
     DAY_MS,
-    EMPTY,
     AlertSignal,
     Emitted,
     MetricSample,
     Output,
+    WithoutTimers,
     check_state_version,
 )
 from processors.core.config_checks import at_least, check_bounds
@@ -113,15 +113,10 @@ class _StrategyState:
     days: dict[int, _DayTally] = field(default_factory=dict)
 
 
-class ReplanGuard:
+class ReplanGuard(WithoutTimers):
     """Gate on a strategy's plans: accepted when materially new, suppressed otherwise."""
 
     takes: ClassVar[Mapping[type, str]] = {PlanEvent: "on_plan"}
-    timers: ClassVar[bool] = False
-
-    def on_tick(self, watermark_ms: int) -> Emitted:
-        """No timers: nothing to fire."""
-        return EMPTY
 
     def __init__(self, config: ReplanGuardConfig | None = None) -> None:
         self.config = config or ReplanGuardConfig()

@@ -156,6 +156,17 @@ class StateVersionError(ValueError):
     """A snapshot was written by another version of a processor's state layout."""
 
 
+class WithoutTimers:
+    """The base of a stage that has no timers: ``timers`` is False, so the pipeline never
+    ticks it, and ``on_tick`` (which the protocol asks for) fires nothing."""
+
+    timers: ClassVar[bool] = False
+
+    def on_tick(self, watermark_ms: int) -> Emitted:
+        """No timers: nothing to fire."""
+        return EMPTY
+
+
 def check_state_version(state: Mapping[str, Any], expected: int, owner: str) -> None:
     """Raise ``StateVersionError`` unless ``state["version"] == expected``.
 

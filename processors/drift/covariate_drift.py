@@ -45,7 +45,14 @@ from models.inputs import DecisionRecord
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.core import metric_names as mn
-from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample, check_state_version
+from processors.core.base import (
+    EMPTY,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    WithoutTimers,
+    check_state_version,
+)
 from processors.core.config_checks import OPEN_UNIT, at_least, check_bounds
 from processors.drift.adwin import ADWIN, update_adwin
 from processors.drift.multiple_testing import bonferroni_adjust
@@ -204,15 +211,10 @@ class _Series:
         return np.frombuffer(self.cur, dtype=np.float64)[index]
 
 
-class CovariateDrift:
+class CovariateDrift(WithoutTimers):
     """Covariate drift detection over decision features (see the module docstring)."""
 
     takes: ClassVar[Mapping[type, str]] = {DecisionRecord: "on_decision"}
-    timers: ClassVar[bool] = False
-
-    def on_tick(self, watermark_ms: int) -> Emitted:
-        """No timers: nothing to fire."""
-        return EMPTY
 
     def __init__(self, config: CovariateDriftConfig | None = None) -> None:
         self.config = config or CovariateDriftConfig()

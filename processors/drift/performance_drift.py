@@ -32,7 +32,14 @@ from models.common import utc_from_ms
 from models.outputs import AlertScope
 from models.taxonomy import AlertKind, Severity
 from processors.core import metric_names as mn
-from processors.core.base import EMPTY, AlertSignal, Emitted, MetricSample, check_state_version
+from processors.core.base import (
+    EMPTY,
+    AlertSignal,
+    Emitted,
+    MetricSample,
+    WithoutTimers,
+    check_state_version,
+)
 from processors.core.config_checks import NON_NEGATIVE, POSITIVE, Bound, at_least, check_bounds
 from processors.drift.multiple_testing import bonferroni_adjust
 from processors.performance.trades import RoundTrip
@@ -99,15 +106,10 @@ class _Strategy:
         self.detections = 0
 
 
-class PerformanceDrift:
+class PerformanceDrift(WithoutTimers):
     """Call ``on_round_trip`` for every closed RoundTrip (see the module docstring)."""
 
     takes: ClassVar[Mapping[type, str]] = {RoundTrip: "on_round_trip"}
-    timers: ClassVar[bool] = False
-
-    def on_tick(self, watermark_ms: int) -> Emitted:
-        """No timers: nothing to fire."""
-        return EMPTY
 
     def __init__(self, config: PerformanceDriftConfig | None = None) -> None:
         self.config = config or PerformanceDriftConfig()

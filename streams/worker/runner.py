@@ -163,14 +163,12 @@ class Runner:
             key = frame.key.decode("utf-8", errors="replace") if frame.key is not None else None
             kept = len(frame.key or b"") + len(frame.value)
             cut = kept < frame.original_size
-            out = pipeline.reject(frame.topic, key, frame.value, error, source, raw_cut=cut)
-            return out + self._advance()
+            return pipeline.reject(frame.topic, key, frame.value, error, source, raw_cut=cut)
         decoded = decode_record(frame.topic, frame.key, frame.value, source, frame.timestamp_ms)
-        if isinstance(decoded, Rejected):
-            out = pipeline.reject(
+        if isinstance(decoded, Rejected):  # moves no frontier: nothing to advance
+            return pipeline.reject(
                 decoded.source_topic, decoded.key, decoded.raw, decoded.error, decoded.source
             )
-            return out + self._advance()
         out_of_bounds = pipeline.out_of_bounds_total
         out = pipeline.handle(decoded)
         if pipeline.out_of_bounds_total == out_of_bounds:  # taken, not dead-lettered

@@ -71,7 +71,6 @@ class Sequencer:
         clients: Clients | None = None,
         max_records: int = MAX_RECORDS,
         clock: Callable[[], float] = time.monotonic,
-        idle_timeout_s: float | None = None,
     ) -> None:
         self.settings = settings
         self.sequenced_topic = sequenced_topic
@@ -79,7 +78,7 @@ class Sequencer:
         self.clients: Clients = clients or KafkaClients(settings)
         self.max_records = max_records
         self.clock = clock
-        self.idle_timeout_s = settings.idle_timeout_s if idle_timeout_s is None else idle_timeout_s
+        self.idle_timeout_s = settings.idle_timeout_s
         self._active_at: dict[TopicPartition, float] = {}
         self._idle_sent: set[TopicPartition] = set()
         self.consumer: Consumer | None = None
@@ -118,7 +117,6 @@ class Sequencer:
         """Stop the clients (errors ignored) and start new ones."""
         with contextlib.suppress(KafkaError):
             await self.stop()
-        self.consumer = self.producer = None
         self._reported.clear()
         self._active_at.clear()
         self._idle_sent.clear()
@@ -171,9 +169,9 @@ class Sequencer:
         for tp, records in batches.items():
             name = unprefixed(tp.topic) or tp.topic
             for record in records:
-                size = len(record.key or b"") + len(record.value or b"")
-                framer = record_frame if size <= max_bytes else cut_record_frame
-                if size > max_bytes:
+                framer = record_frame
+                if len(record.key or b"") + len(record.value or b"") > max_bytes:
+                    framer = cut_record_frame
                     self.stats.oversized_total.inc()
                 frame = framer(
                     name,

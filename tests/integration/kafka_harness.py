@@ -4,6 +4,7 @@ they publish with what ``policyloop replay`` writes for the same file."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -63,6 +64,16 @@ def cli(settings: Settings, *args: str, timeout: float = 120) -> str:
     )
     assert done.returncode == 0, f"policyloop {' '.join(args)} failed:\n{done.stderr}"
     return done.stdout + done.stderr
+
+
+def produce(settings: Settings, path: Path, *flags: str) -> int:
+    """``policyloop produce PATH --create-topics --wall-clock`` (a broker with time-based
+    retention would delete records stamped with a market's months-old event times seconds
+    after the load; outputs do not depend on record timestamps); the records produced."""
+    text = cli(settings, "produce", str(path), "--create-topics", "--wall-clock", *flags)
+    match = re.search(r"produced (\d+) records", text)
+    assert match, text
+    return int(match.group(1))
 
 
 class Worker:

@@ -16,14 +16,13 @@ above the whole load's length the output is replay's.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
-from kafka_harness import Worker, assert_same_outputs, cli, wait_until
+from kafka_harness import Worker, assert_same_outputs, cli, produce, wait_until
 
 from models.topics import INPUT_TOPICS
 from streams.settings import Settings
@@ -37,13 +36,6 @@ def _market(tmp_path: Path) -> Path:
     path = tmp_path / "market.jsonl"
     simulate(SimulationConfig(seed=7, days=2, symbols=6), path)
     return path
-
-
-def _produce(kafka: Settings, path: Path, *flags: str) -> int:
-    text = cli(kafka, "produce", str(path), "--create-topics", "--wall-clock", *flags)
-    match = re.search(r"produced (\d+) records", text)
-    assert match, text
-    return int(match.group(1))
 
 
 def _split(market: Path, parts: int) -> list[Path]:
@@ -85,8 +77,16 @@ def _settle(worker: Worker, records: int) -> None:
     )
 
 
+def _wait_serving(worker: Worker) -> None:
+    wait_until(lambda: bool(worker.metrics()), 60, "the worker to serve metrics", [worker])
+
+
+def _late_by_topic(worker: Worker) -> dict[str, float]:
+    return {k: v for k, v in worker.metrics().items() if k.startswith("policyloop_late_events")}
+
+
 def _late(worker: Worker) -> float:
-    return sum(v for k, v in worker.metrics().items() if k.startswith("policyloop_late_events"))
+    return sum(_late_by_topic(worker).values())
 
 
 def _check(kafka: Settings, market: Path, tmp_path: Path) -> None:
@@ -97,21 +97,21 @@ def _check(kafka: Settings, market: Path, tmp_path: Path) -> None:
 
 
 def _load_defaults(kafka: Settings, market: Path) -> int:
-    return _produce(kafka, market)
+    return produce(kafka, market)
 
 
 def _load_topic_by_topic(kafka: Settings, market: Path) -> int:
-    return sum(_produce(kafka, path) for path in _by_topic(market))
+    return sum(produce(kafka, path) for path in _by_topic(market))
 
 
 def _load_live_feed(kafka: Settings, market: Path) -> int:
-    return _produce(kafka, market, "--rate", "4000", "--batch", "200")
+    return produce(kafka, market, "--rate", "4000", "--batch", "200")
 
 
 def _load_with_short_pauses(kafka: Settings, market: Path) -> int:
     total = 0
     for path in _split(market, 3):
-        total += _produce(kafka, path)
+        total += produce(kafka, path)
         time.sleep(2.0)  # shorter than the 5 s idle timeout
     return total
 
@@ -131,7 +131,7 @@ def test_loading_into_a_running_worker_gives_replay_output(
     cli(kafka, "topics", "create")
     worker = Worker(kafka, tmp_path, pattern, *FAST)
     try:
-        wait_until(lambda: bool(worker.metrics()), 60, "the worker to serve metrics", [worker])
+        _wait_serving(worker)
         records = LOADERS[pattern](kafka, market)
         _settle(worker, records)
         late = _late(worker)
@@ -148,12 +148,12 @@ def test_f_a_worker_down_during_the_load_catches_up(kafka: Settings, tmp_path: P
     cli(kafka, "topics", "create")
     first = Worker(kafka, tmp_path, "first", *FAST)
     try:
-        wait_until(lambda: bool(first.metrics()), 60, "the worker to serve metrics", [first])
-        records = _produce(kafka, first_half)
+        _wait_serving(first)
+        records = produce(kafka, first_half)
         wait_until(lambda: first.processed() >= records, 120, "the first half", [first])
     finally:
         first.stop()
-    records += _produce(kafka, second_half)  # nobody runs while it is loaded
+    records += produce(kafka, second_half)  # nobody runs while it is loaded
     time.sleep(6.0)  # longer than the idle timeout
     second = Worker(kafka, tmp_path, "second", *FAST)
     try:
@@ -172,12 +172,10 @@ def test_b_one_topic_after_another(kafka: Settings, tmp_path: Path, idle_timeout
     cli(kafka, "topics", "create")
     worker = Worker(kafka, tmp_path, "topics", *FAST, "--idle-timeout", idle_timeout)
     try:
-        wait_until(lambda: bool(worker.metrics()), 60, "the worker to serve metrics", [worker])
+        _wait_serving(worker)
         records = _load_topic_by_topic(kafka, market)
         _settle(worker, records)
-        late_by_topic = {
-            k: v for k, v in worker.metrics().items() if k.startswith("policyloop_late_events")
-        }
+        late_by_topic = _late_by_topic(worker)
     finally:
         worker.stop()
     late = sum(late_by_topic.values())

@@ -8,7 +8,6 @@ them with ``policyloop replay`` of the same file.
 from __future__ import annotations
 
 import functools
-import re
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from kafka_harness import (
     assert_same_outputs,
     cli,
     doubled_and_missing,
+    produce,
     read_lines,
     wait_until,
 )
@@ -39,16 +39,6 @@ def _market(tmp_path: Path, days: int = 2, symbols: int = 6, seed: int = 5) -> P
     return path
 
 
-def _produce(kafka: Settings, market: Path, *flags: str) -> int:
-    # --wall-clock: a broker with time-based retention would delete records stamped with the
-    # market's (months old) event times seconds after the load; outputs do not depend on
-    # record timestamps
-    text = cli(kafka, "produce", str(market), "--create-topics", "--wall-clock", *flags)
-    match = re.search(r"produced (\d+) records", text)
-    assert match, text
-    return int(match.group(1))
-
-
 def _replay_and_dump(kafka: Settings, market: Path, tmp_path: Path) -> tuple[Path, Path]:
     replay_dir, dump_dir = tmp_path / "replay", tmp_path / "dump"
     cli(kafka, "replay", str(market), "--out", str(replay_dir))
@@ -58,7 +48,7 @@ def _replay_and_dump(kafka: Settings, market: Path, tmp_path: Path) -> tuple[Pat
 
 def test_worker_output_equals_replay(kafka: Settings, tmp_path: Path) -> None:
     market = _market(tmp_path)
-    records = _produce(kafka, market)
+    records = produce(kafka, market)
     worker = Worker(kafka, tmp_path, "a", *FAST)
     try:
         wait_until(
@@ -74,7 +64,7 @@ def test_worker_output_equals_replay(kafka: Settings, tmp_path: Path) -> None:
 
 def test_sigkill_mid_stream_loses_and_doubles_nothing(kafka: Settings, tmp_path: Path) -> None:
     market = _market(tmp_path, days=4, symbols=8)
-    records = _produce(kafka, market)
+    records = produce(kafka, market)
     first = Worker(kafka, tmp_path, "first", *FAST, "--max-records", "300")
     wait_until(lambda: first.processed() >= records * 0.3, 120, "a third of the input", [first])
     first.kill()
@@ -103,7 +93,7 @@ def test_repeated_sigkills_including_during_recovery_double_and_lose_nothing(
     after it restored (while it recomputes below the committed offset); the last worker
     settles and every output topic holds replay's records, none doubled, none missing."""
     market = _market(tmp_path, days=4, symbols=8)
-    records = _produce(kafka, market)
+    records = produce(kafka, market)
     slow = (*FAST, "--max-records", "200")
     killed: list[Worker] = []
     holder = Worker(kafka, tmp_path, "kill-0", *slow)
@@ -163,7 +153,7 @@ def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_p
             return min(held) > 0 and sum(held) == total
 
         wait_until(both_hold_partitions, 120, "both workers to share the partitions", logs)
-        records = _produce(kafka, market, "--batch", "1000")
+        records = produce(kafka, market, "--batch", "1000")
         wait_until(
             lambda: any(w.metrics().get("policyloop_pipeline_active") == 1 for w in (a, b)),
             60,
@@ -201,7 +191,7 @@ def test_malformed_records_on_every_topic_become_dead_letters(
     from aiokafka import AIOKafkaProducer
 
     market = _market(tmp_path, days=1, symbols=4)
-    records = _produce(kafka, market)
+    records = produce(kafka, market)
     bad_values = [b"not json", b"[1, 2]", b'{"event_id": "x"}', b"\xff\xfe", b"", b"{" * 10]
     topics = ("bar_decisions", "fills", "stand_down", "plans", "outcomes")
 
@@ -254,8 +244,7 @@ def test_records_at_and_over_the_size_limit_never_wedge_the_worker(
     limit = 200_000
     sized = kafka.with_overrides(max_record_bytes=limit)
     market = _market(tmp_path, days=1, symbols=4)
-    text = cli(sized, "produce", str(market), "--create-topics", "--wall-clock")
-    records = int(re.search(r"produced (\d+) records", text).group(1))  # type: ignore[union-attr]
+    records = produce(sized, market)
     key = b"BIG"
     at_limit = b'{"x":"' + b"a" * (limit - len(key) - 8) + b'"}'
     over = b'{"x":"' + b"a" * (limit + 1000 - len(key) - 8) + b'"}'
@@ -301,7 +290,7 @@ def test_records_at_and_over_the_size_limit_never_wedge_the_worker(
 
 def test_broker_restart_mid_stream_is_survived(kafka: Settings, tmp_path: Path) -> None:
     market = _market(tmp_path, days=4, symbols=8)
-    records = _produce(kafka, market)
+    records = produce(kafka, market)
     worker = Worker(kafka, tmp_path, "a", *FAST, "--max-records", "300")
     try:
         wait_until(
