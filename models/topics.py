@@ -71,6 +71,16 @@ class InputTopicSpec(TopicSpec):
     rank: int = field(kw_only=True)
     key_path: tuple[str, ...] = field(kw_only=True)
     key_default: str | None = None
+    lane_path: tuple[str, ...] = ("strategy_id",)
+    """Where the strategy_id that picks a record's lane sits in the model; a record whose
+    field is None (a stand-down of every strategy) goes to every lane."""
+
+    def lane_of(self, value: BaseModel) -> str | None:
+        """The strategy_id of a validated ``value`` of this topic, or None for all."""
+        found: Any = value
+        for name in self.lane_path:
+            found = getattr(found, name)
+        return found if isinstance(found, str) else None
 
     def key_of(self, value: Any) -> str | None:
         """The contract key of a raw (unvalidated) JSON value, None if it has none."""
@@ -90,6 +100,7 @@ INPUT_TOPICS: dict[str, InputTopicSpec] = {
         rank=0,
         key_path=("scope", "strategy_id"),
         key_default=ALL_STRATEGIES_KEY,
+        lane_path=("scope", "strategy_id"),
     ),
     PLANS: InputTopicSpec(PLANS, PlanEvent, "strategy_id", rank=1, key_path=("strategy_id",)),
     BAR_DECISIONS: InputTopicSpec(

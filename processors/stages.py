@@ -8,9 +8,11 @@ reaches, in table order), the names of the state in a snapshot, the metrics it r
 policy loop's drift context and what runs at the end of a finite input. Adding a detector is
 one entry here, one field in ``PipelineConfig`` and its module.
 
-Two stages are fleet-wide and wired by the pipeline itself as well: the alert ``router``,
-which every stage's signals pass through, and the ``policy_loop``, which ticks on its own
-cadence with a context gathered from the other stages and hears the router's alerts.
+Two stages are fleet-wide (``scope="global"``) and wired by the global stage itself: the
+alert ``router``, which every lane's signals pass through, and the ``policy_loop``, which
+ticks on its own cadence with a context gathered from the lanes and hears the router's
+alerts. Every other stage keeps state per strategy and runs in the strategy's lane
+(processors/lane.py).
 """
 
 from __future__ import annotations
@@ -82,6 +84,10 @@ class PipelineConfig:
         )
 
 
+StageScope = Literal["lane", "global"]
+"""Where a stage runs: in every strategy's lane (its state is per strategy: one instance per
+strategy_id) or in the one global stage (fleet-wide state, fed by the lanes)."""
+
 FinishPhase = Literal["signals", "rows"]
 """When a stage's ``finish`` runs at the end of a finite input: ``signals`` before the alert
 router flushes (what it reports still becomes alerts), ``rows`` after (final tables)."""
@@ -91,14 +97,16 @@ router flushes (what it reports still becomes alerts), ``rows`` after (final tab
 class StageSpec:
     """One row of the stage table.
 
-    ``name`` is the stage's attribute on the pipeline and its key in a snapshot; ``build``
-    makes it from the pipeline's configuration; ``drift_summary`` names its ``summary()`` in
-    the policy loop's drift context; ``finish`` (with its phase) is what it emits at the end
-    of a finite input, given the final event time.
+    ``name`` is the stage's key in a lane's or the global stage's snapshot; ``build`` makes it
+    from the pipeline's configuration; ``scope`` says whether it runs per strategy (``lane``)
+    or fleet-wide (``global``); ``drift_summary`` names its ``summary()`` in the policy loop's
+    drift context; ``finish`` (with its phase) is what it emits at the end of a finite input,
+    given the final event time.
     """
 
     name: str
     build: Callable[[PipelineConfig], Processor]
+    scope: StageScope = "lane"
     drift_summary: str | None = None
     finish: Callable[[Any, int], Emitted] | None = None
     finish_phase: FinishPhase = "signals"
@@ -130,8 +138,11 @@ STAGES: tuple[StageSpec, ...] = (
         lambda c: PerformanceDrift(c.performance_drift),
         drift_summary="performance",
     ),
-    StageSpec("router", lambda c: AlertRouter(c.alerts)),
-    StageSpec("policy_loop", lambda c: PolicyLoop(c.policy_loop)),
+    StageSpec("router", lambda c: AlertRouter(c.alerts), scope="global"),
+    StageSpec("policy_loop", lambda c: PolicyLoop(c.policy_loop), scope="global"),
 )
 """Every stage, in routing order: an input reaches the stages that take its type in this
 order, and their outputs (then their signals, through the router) go out in this order."""
+
+LANE_STAGES: tuple[StageSpec, ...] = tuple(spec for spec in STAGES if spec.scope == "lane")
+GLOBAL_STAGES: tuple[StageSpec, ...] = tuple(spec for spec in STAGES if spec.scope == "global")

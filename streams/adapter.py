@@ -87,7 +87,7 @@ def decode_line(line: bytes, source: str) -> Envelope | Rejected:
                 except ValidationError:
                     pass
                 else:
-                    return Envelope(topic, key, model, source, timestamp_ms)
+                    return Envelope(topic, key, model, source, timestamp_ms, line)
     return _decode_record(line, record, source)
 
 
@@ -153,7 +153,7 @@ def _decode_record(line: bytes, record: Any, source: str) -> Envelope | Rejected
     decoded = decode_obj(spec.model, value)
     if isinstance(decoded, DecodeError):
         return Rejected(topic, key, _value_text(value, line), decoded, source)
-    return Envelope(topic, key, decoded, source, timestamp_ms)  # type: ignore[arg-type]
+    return Envelope(topic, key, decoded, source, timestamp_ms, line)  # type: ignore[arg-type]
 
 
 def decode_record(

@@ -332,10 +332,15 @@ class StandDownBook:
 
     def active_scope_count(self) -> int:
         """Scopes with a stand-down in force at the watermark (0 before the first tick)."""
+        return len(self.active_scopes())
+
+    def active_scopes(self) -> set[ScopeKey]:
+        """The scopes with a stand-down in force at the watermark (none before the first
+        tick)."""
         if self._watermark_ms is None:
-            return 0
+            return set()
         at = self._watermark_ms
-        return sum(1 for events in self._scopes.values() if in_force_at(events, at) is not None)
+        return {key for key, events in self._scopes.items() if in_force_at(events, at) is not None}
 
     def metrics(self) -> list[MetricSample]:
         return [MetricSample(mn.STAND_DOWNS_ACTIVE, (), float(self.active_scope_count()))]

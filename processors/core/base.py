@@ -35,6 +35,10 @@ class Envelope:
     value: InputModel
     source: str
     timestamp_ms: int | None = None
+    line: bytes | None = None
+    """The replay-file line it was decoded from, when it was (a driver that hands the record
+    to another process sends the line, which is cheaper to send and decode than the model
+    is to pickle)."""
 
     @property
     def event_time(self) -> datetime:

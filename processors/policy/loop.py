@@ -78,7 +78,7 @@ from processors.core.base import (
 from processors.core.config_checks import NON_NEGATIVE, OPEN_UNIT, POSITIVE, at_least, check_bounds
 from processors.policy.archive import PolicyArchive, iso
 from processors.policy.gate import EvaluationGateConfig, evaluate, rollback_check
-from processors.policy.loop_window import LoopWindow, LoopWindowConfig
+from processors.policy.loop_window import DecisionRow, LoopWindow, LoopWindowConfig, decision_row
 from processors.policy.proposer import ProposerConfig, propose
 from processors.policy.replay import replay_policies
 from processors.policy.stats_harness import StatsHarnessConfig, json_ready, run_stats
@@ -180,13 +180,18 @@ class PolicyLoop:
     def on_decision(self, d: DecisionRecord, bar_ms: int | None = None) -> Emitted:
         """Keep a decision (a DecisionRecord) in the window; starts the schedule.
         ``bar_ms``: its bar_ts in ms, when the caller has it already."""
-        self.window.add(d, bar_ms)
+        self.on_decision_row(decision_row(d, bar_ms))
+        return EMPTY
+
+    def on_decision_row(self, row: DecisionRow) -> None:
+        """``on_decision`` for a decision given as its ``decision_row`` (what a lane sends the
+        global stage)."""
+        self.window.add_row(row)
         if self.next_run_ms is None:
             cfg = self.config
-            ts = to_ms(d.bar_ts) if bar_ms is None else bar_ms
+            ts = row[1]
             self.next_run_ms = ((ts - cfg.offset_ms) // cfg.interval_ms + 1) * cfg.interval_ms
             self.next_run_ms += cfg.offset_ms
-        return EMPTY
 
     def on_alert(self, a: Alert) -> None:
         """Note a drift alert for an alert-triggered run (debounced; module docstring)."""

@@ -51,6 +51,32 @@ _NAN = math.nan
 _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 
 
+DecisionRow = tuple[tuple[str, str, str, str], int, int, float, float, float, Mapping[str, float]]
+"""What the window keeps of a decision: ((strategy_id, symbol, classification, regime),
+bar_ts ms, flags, price, p_hat, vol_hat, features). A small record: what a lane sends the
+global stage for each decision (processors/lane.py)."""
+
+
+def decision_row(d: DecisionRecord, bar_ms: int | None = None) -> DecisionRow:
+    """The ``DecisionRow`` of ``d``; ``bar_ms``: its bar_ts in ms, when the caller has it."""
+    if bar_ms is None:
+        b = d.bar_ts
+        # From the fields: bar_ts is normalised to UTC by the model (UtcDatetime), and
+        # any arithmetic through its tzinfo costs ~1.5 us (as much as the rest of add).
+        ts = (b.toordinal() - _EPOCH_ORDINAL) * DAY_MS + b.microsecond // 1000
+        ts += ((b.hour * 60 + b.minute) * 60 + b.second) * 1000
+    else:
+        ts = bar_ms
+    flags = 0
+    if d.stand_down is not None or _STAND_DOWN_ACTIVE in d.reasons:
+        flags = STAND_DOWN_FLAG
+    intent = d.exit_intent
+    if intent is not None and intent.emergency and _VETO not in d.block_events:
+        flags |= EMERGENCY_FLAG
+    names = (d.strategy_id, d.symbol, d.classification, d.regime)
+    return names, ts, flags, d.price, d.p_hat, d.vol_hat, d.features
+
+
 @dataclass(frozen=True, slots=True)
 class LoopWindowConfig:
     """``retain_ms``: event time kept behind the latest bar_ts (default 8 days: a 7-day loop
@@ -136,21 +162,11 @@ class LoopWindow:
     def add(self, d: DecisionRecord, bar_ms: int | None = None) -> None:
         """Keep one decision (never mutates it); evicts rows past ``retain_ms``.
         ``bar_ms``: its bar_ts in ms, when the caller has it already."""
-        if bar_ms is None:
-            b = d.bar_ts
-            # From the fields: bar_ts is normalised to UTC by the model (UtcDatetime), and
-            # any arithmetic through its tzinfo costs ~1.5 us (as much as the rest of add).
-            ts = (b.toordinal() - _EPOCH_ORDINAL) * DAY_MS + b.microsecond // 1000
-            ts += ((b.hour * 60 + b.minute) * 60 + b.second) * 1000
-        else:
-            ts = bar_ms
-        flags = 0
-        if d.stand_down is not None or _STAND_DOWN_ACTIVE in d.reasons:
-            flags = STAND_DOWN_FLAG
-        intent = d.exit_intent
-        if intent is not None and intent.emergency and _VETO not in d.block_events:
-            flags |= EMERGENCY_FLAG
-        names = (d.strategy_id, d.symbol, d.classification, d.regime)
+        self.add_row(decision_row(d, bar_ms))
+
+    def add_row(self, row: DecisionRow) -> None:
+        """Keep one decision given as its ``decision_row``; evicts rows past ``retain_ms``."""
+        names, ts, flags, price, p_hat, vol_hat, values = row
         codes = self._codes.get(names)
         if codes is None:
             codes = self._codes[names] = (
@@ -166,11 +182,10 @@ class LoopWindow:
         regime(codes[3])
         ts_column(ts)
         flag_column(flags)
-        price, p_hat, vol_hat = self._float_appends
-        price(d.price)
-        p_hat(d.p_hat)
-        vol_hat(d.vol_hat)
-        values = d.features
+        price_column, p_hat_column, vol_hat_column = self._float_appends
+        price_column(price)
+        p_hat_column(p_hat)
+        vol_hat_column(vol_hat)
         if values.keys() == self._feature_names:  # the usual case: exactly the known names
             for name, append in self._feature_appends:
                 append(values[name])

@@ -356,7 +356,7 @@ class Runner:
         (acted on when read back, so a recovery replays it at the same place)."""
         pipeline = self.pipeline
         idle = self.clock() - self.last_data_at >= self.options.idle_flush_s
-        has_pending = len(pipeline.buffer) > 0 or pipeline.watermark_ms < pipeline.max_event_ms
+        has_pending = pipeline.buffered() > 0 or pipeline.watermark_ms < pipeline.max_event_ms
         # every partition idle (markers in the log), not merely caught up right now: a
         # partition that is only slower than the others still holds everything back
         all_idle = self.sources.all_idle()

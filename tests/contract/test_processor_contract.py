@@ -26,7 +26,8 @@ import processors
 from models.codec import encode
 from models.common import to_ms
 from processors.core.base import Envelope, Output, StateVersionError
-from processors.pipeline import Pipeline
+from processors.lane_host import LocalLanes
+from processors.pipeline import Pipeline, PipelineConfig
 from processors.stages import STAGES
 from streams.adapter import Rejected, decode_line
 from streams.simulator import SimulationConfig, simulate
@@ -76,13 +77,27 @@ def half_run(envelopes: list[Envelope]) -> Pipeline:
     return pipeline
 
 
+def _fresh(name: str) -> Any:
+    """A new stage ``name`` built as the pipeline builds it."""
+    return next(spec for spec in STAGES if spec.name == name).build(PipelineConfig())
+
+
+def _stage(pipeline: Pipeline, name: str) -> Any:
+    """Stage ``name`` of ``pipeline``: the global one, or the first lane's (by strategy)."""
+    if name in pipeline.global_stage.stages:
+        return pipeline.global_stage.stages[name]
+    lanes = pipeline.lanes
+    assert isinstance(lanes, LocalLanes)
+    return lanes.lanes[min(lanes.lanes)].stages[name]
+
+
 def _state(stage: Any) -> Any:
     return orjson.loads(orjson.dumps(stage.snapshot()))
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_stage_satisfies_the_processor_protocol(name: str) -> None:
-    stage = Pipeline().stages[name]
+    stage = _fresh(name)
     for record_type, method in type(stage).takes.items():
         assert isinstance(record_type, type), (name, record_type)
         assert callable(getattr(stage, method)), (name, method)
@@ -94,30 +109,30 @@ def test_stage_satisfies_the_processor_protocol(name: str) -> None:
 def test_every_input_topic_reaches_a_stage() -> None:
     from models.topics import INPUT_TOPICS
 
-    taken = {t for spec in STAGES for t in type(Pipeline().stages[spec.name]).takes}
+    taken = {t for spec in STAGES for t in type(_fresh(spec.name)).takes}
     assert {spec.model for spec in INPUT_TOPICS.values()} <= taken
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_stage_state_survives_the_codec(half_run: Pipeline, name: str) -> None:
-    state = _state(half_run.stages[name])
-    fresh = Pipeline().stages[name]
+    state = _state(_stage(half_run, name))
+    fresh = _fresh(name)
     fresh.restore(state)
     assert _state(fresh) == state
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_stage_pickles(half_run: Pipeline, name: str) -> None:
-    stage = half_run.stages[name]
+    stage = _stage(half_run, name)
     assert _state(pickle.loads(pickle.dumps(stage))) == _state(stage)
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
 def test_stage_refuses_another_state_version(half_run: Pipeline, name: str) -> None:
-    state = _state(half_run.stages[name])
+    state = _state(_stage(half_run, name))
     state["version"] = 999
     with pytest.raises(StateVersionError, match="999"):
-        Pipeline().stages[name].restore(state)
+        _fresh(name).restore(state)
 
 
 @pytest.mark.parametrize("name", STAGE_NAMES)
@@ -125,7 +140,7 @@ def test_stage_is_deterministic(envelopes: list[Envelope], name: str) -> None:
     a, b = Pipeline(), Pipeline()
     _run(a, envelopes)
     _run(b, envelopes)
-    assert _state(a.stages[name]) == _state(b.stages[name])
+    assert _state(_stage(a, name)) == _state(_stage(b, name))
 
 
 class _NoWallClock(dt.datetime):
