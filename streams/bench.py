@@ -55,6 +55,7 @@ def bench_replay(days: int, symbols: int, seed: int = 7) -> dict[str, Any]:
     parse_s = min(_timed(lambda: _parse_only(lines)) for _ in range(2))
     decode_s = min(_timed(lambda: _decode_only(lines)) for _ in range(2))
     replay_s = min(_timed(lambda: run_replay(market, BENCH_DIR / "replay-out")) for _ in range(2))
+    jobs2_s = _timed(lambda: run_replay(market, BENCH_DIR / "replay-jobs2-out", jobs=2))
     n = len(lines)
     return {
         "input_lines": n,
@@ -63,6 +64,8 @@ def bench_replay(days: int, symbols: int, seed: int = 7) -> dict[str, Any]:
         "decode_only_per_s": round(n / decode_s),
         "replay_per_s": round(n / replay_s),
         "replay_seconds": round(replay_s, 3),
+        "replay_jobs2_per_s": round(n / jobs2_s),
+        "replay_jobs2_vs_jobs1": round(replay_s / jobs2_s, 3),
         "replay_vs_decode_only": round(decode_s / replay_s, 3),
         "replay_vs_parse_only": round(parse_s / replay_s, 3),
     }
