@@ -26,11 +26,14 @@ from processors.core.alert_router import AlertRouter
 from processors.core.base import AlertSignal, Emitted, MetricSample, Output
 from processors.lane import (
     DECISION,
+    FINISH_SIGNALS,
     NO_WATERMARK,
     OUTPUT,
     PERFORMANCE_REPORT,
     SIGNALS,
     Item,
+    item_json,
+    item_of,
     merge_summaries,
     report_of,
 )
@@ -62,6 +65,8 @@ class GlobalStage:
             t = tag[0]
             if t - 1 > self._ticked_ms:
                 self.tick(t - 1, out)
+            if tag[1] >= FINISH_SIGNALS and t > self._ticked_ms:
+                self.tick(t, out)  # end of input: after everything up to its time, as replay
             if kind == OUTPUT:
                 out.append(payload)
             elif kind == DECISION:
@@ -135,3 +140,68 @@ class GlobalStage:
             stage.restore(state[name])
         self._ticked_ms = int(state["ticked_ms"])
         self.summaries = {str(sid): summary for sid, summary in state["summaries"]}
+
+
+class PartitionedGlobalStage:
+    """The global stage fed by ``partitions`` lane partitions that run apart (the worker's
+    lane runners): the items of each arrive with the partition's watermark after them, and
+    an item is processed once every partition's watermark has passed its event time (or at
+    once when it is behind what was processed: a late record's). The order is still the
+    items' tag order, so the output is that of one pipeline. After every partition sent a
+    flush (an idle flush of the worker), everything pending goes through and the router
+    flushes, as at the end of a replay."""
+
+    def __init__(self, config: PipelineConfig, partitions: int) -> None:
+        self.stage = GlobalStage(config)
+        self.partitions = partitions
+        self.watermarks = [NO_WATERMARK] * partitions
+        self.flushed = [0] * partitions
+        self.flushes = 0
+        self.pending: list[Item] = []
+        self.done_ms = NO_WATERMARK
+
+    def on_items(self, partition: int, items: list[Item], watermark_ms: int | None) -> list[Output]:
+        """Take one frame of lane ``partition``; the outputs that became ready."""
+        self.pending.extend(items)
+        if watermark_ms is not None and watermark_ms > self.watermarks[partition]:
+            self.watermarks[partition] = watermark_ms
+        upto = min(self.watermarks)
+        ready = [item for item in self.pending if item[0][0] <= upto]
+        out: list[Output] = []
+        if not ready and upto <= self.done_ms:
+            return out
+        if ready:
+            self.pending = [item for item in self.pending if item[0][0] > upto]
+        self.stage.apply(ready, upto if upto > self.done_ms else None, out)
+        self.done_ms = max(self.done_ms, upto)
+        return out
+
+    def on_flushed(self, partition: int) -> list[Output]:
+        """Lane ``partition`` flushed; once all have, the rest goes out and the router
+        flushes."""
+        self.flushed[partition] += 1
+        out: list[Output] = []
+        if min(self.flushed) > self.flushes:
+            self.flushes = min(self.flushed)
+            pending, self.pending = self.pending, []
+            self.stage.apply(pending, None, out)
+            self.stage.flush(out)
+        return out
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage.snapshot(),
+            "watermarks": list(self.watermarks),
+            "flushed": list(self.flushed),
+            "flushes": self.flushes,
+            "pending": [item_json(item) for item in self.pending],
+            "done_ms": self.done_ms,
+        }
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.stage.restore(state["stage"])
+        self.watermarks = [int(w) for w in state["watermarks"]]
+        self.flushed = [int(n) for n in state["flushed"]]
+        self.flushes = int(state["flushes"])
+        self.pending = [item_of(row) for row in state["pending"]]
+        self.done_ms = int(state["done_ms"])

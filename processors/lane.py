@@ -29,6 +29,7 @@ from typing import Any
 from models.common import format_utc, utc_from_ms
 from models.inputs import DecisionRecord
 from models.topics import TOPIC_RANK
+from processors.core.alert_router import dump_signal, load_signal
 from processors.core.base import EMPTY, Emitted, Envelope, Handler, MetricSample
 from processors.core.dedup import EventIdDedup
 from processors.core.reorder import ReorderBuffer
@@ -279,3 +280,22 @@ def _is_number(value: Any) -> bool:
 def report_of(as_of_ms: int, strategies: dict[str, Any]) -> dict[str, Any]:
     """The performance report of the fleet as of ``as_of_ms`` from the lanes' reports."""
     return {"as_of": format_utc(utc_from_ms(max(as_of_ms, 0))), "strategies": strategies}
+
+
+def item_json(item: Item) -> list[Any]:
+    """An item as JSON-ready data (``item_of`` reads it back): what a lane runner sends the
+    global runner, and what a checkpoint keeps of items not yet processed."""
+    tag, kind, payload = item
+    if kind == SIGNALS:
+        payload = [dump_signal(signal) for signal in payload]
+    return [list(tag), kind, payload]
+
+
+def item_of(row: list[Any]) -> Item:
+    tag, kind, payload = row
+    if kind == SIGNALS:
+        payload = [load_signal(signal) for signal in payload]
+    elif kind == DECISION:
+        names, ts, flags, price, p_hat, vol_hat, features = payload
+        payload = (tuple(names), ts, flags, price, p_hat, vol_hat, features)
+    return tuple(tag), kind, payload

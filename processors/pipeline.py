@@ -35,7 +35,7 @@ from processors.core.alert_router import AlertRouter
 from processors.core.base import Envelope, MetricSample, Output
 from processors.core.dedup import EventIdDedup
 from processors.global_stage import GlobalStage
-from processors.lane import NO_WATERMARK, report_of
+from processors.lane import NO_WATERMARK, OUTPUT, Item, report_of
 from processors.lane_host import Arrival, LaneHost, LaneReads, LocalLanes
 from processors.policy import PolicyLoop
 from processors.policy.archive import iso
@@ -47,11 +47,21 @@ __all__ = ["NO_WATERMARK", "Pipeline", "PipelineConfig"]
 class Pipeline:
     """The front, the lanes (in ``lanes``, default in this process) and the global stage."""
 
-    def __init__(self, config: PipelineConfig | None = None, lanes: LaneHost | None = None) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig | None = None,
+        lanes: LaneHost | None = None,
+        *,
+        with_global_stage: bool = True,
+    ) -> None:
         self.config = config or PipelineConfig()
         cfg = self.config
         self.lanes: LaneHost = lanes if lanes is not None else LocalLanes(cfg)
         self.global_stage = GlobalStage(cfg)
+        self.with_global_stage = with_global_stage
+        """False: the lanes' outputs go out, every other item is kept in ``global_items``
+        for a global stage elsewhere (the worker's lane runners)."""
+        self.global_items: list[Item] = []
         self.router: AlertRouter = self.global_stage.router
         self.policy_loop: PolicyLoop = self.global_stage.policy_loop
         self.broadcast_dedup = EventIdDedup(cfg.dedup)
@@ -116,9 +126,24 @@ class Pipeline:
             return []
         watermark_ms, self._pending = self._pending, None
         out: list[Output] = []
-        self.global_stage.apply(self.lanes.receive(), watermark_ms, out)
+        self._to_global(self.lanes.receive(), watermark_ms, out)
         self.broadcast_dedup.advance(watermark_ms)
         return self._count_outputs(out)
+
+    def _to_global(self, items: list[Item], watermark_ms: int | None, out: list[Output]) -> None:
+        if self.with_global_stage:
+            self.global_stage.apply(items, watermark_ms, out)
+            return
+        for item in items:
+            if item[1] == OUTPUT:
+                out.append(item[2])
+            else:
+                self.global_items.append(item)
+
+    def take_global_items(self) -> list[Item]:
+        """The items for the global stage since the last call (``with_global_stage=False``)."""
+        items, self.global_items = self.global_items, []
+        return items
 
     def _first_broadcast(self, envelope: Envelope, event_ms: int) -> bool:
         """Count a record for every lane here (once, not per lane); False if a duplicate."""
@@ -212,9 +237,13 @@ class Pipeline:
         self._count(letter.source_topic, "dead_letter")
         return Output(DEAD_LETTERS, letter.key or "", letter)
 
-    def advance(self, watermark_ms: int) -> list[Output]:
-        """Move the watermark to ``watermark_ms`` (drivers that compute their own)."""
+    def advance(self, watermark_ms: int, seen_ms: int | None = None) -> list[Output]:
+        """Move the watermark to ``watermark_ms`` (drivers that compute their own);
+        ``seen_ms``: the latest event time the driver knows of (beyond this pipeline's own
+        records: the fleet's, for a pipeline that holds some lanes), for ``finish``."""
         out = self.collect()
+        if seen_ms is not None and seen_ms > self.max_event_ms:
+            self.max_event_ms = seen_ms
         if watermark_ms > self.watermark_ms:
             self.watermark_ms = watermark_ms
             self._step([], watermark_ms, out)
@@ -229,9 +258,10 @@ class Pipeline:
         self._step([], self.watermark_ms, out)
         end_ms = max(self.max_event_ms, 0)
         tail: list[Output] = []
-        self.global_stage.apply(self.lanes.finish("signals", end_ms), None, tail)
-        self.global_stage.flush(tail)
-        self.global_stage.apply(self.lanes.finish("rows", end_ms), None, tail)
+        self._to_global(self.lanes.finish("signals", end_ms), None, tail)
+        if self.with_global_stage:
+            self.global_stage.flush(tail)
+        self._to_global(self.lanes.finish("rows", end_ms), None, tail)
         return out + self._count_outputs(tail)
 
     # -- counts ----------------------------------------------------------------------------
@@ -309,7 +339,8 @@ class Pipeline:
         if self.watermark_ms > NO_WATERMARK:
             samples.append(MetricSample(mn.WATERMARK_SECONDS, (), self.watermark_ms / 1000.0))
         samples.extend(reads.metric_samples())
-        samples.extend(self.global_stage.metrics())
+        if self.with_global_stage:
+            samples.extend(self.global_stage.metrics())
         return samples
 
     def snapshot(self) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 - raw: aiokafka ``getmany`` + orjson over the input topics (the ceiling of any consumer);
 - naive: a one-event-at-a-time Faust agent that only decodes (streams/bench_faust_naive.py);
-- worker: ``policyloop worker`` end to end (sequencer + pipeline + transactional outputs),
-  timed from its first processed record to all processed; once as one process, once as
-  two (``--role sequencer`` and ``--role pipeline``, one core each);
+- worker: ``policyloop worker`` end to end (sequencer, lane runners, global runner,
+  transactional outputs), timed from its first processed record to all processed; once as
+  one process, once as two worker processes sharing the input and lane partitions;
+- replay: ``policyloop replay`` of the same market in one process, for the ratio;
 - latency: a live feed, records produced at 5k records/s stamped with the wall clock, into a
   worker with 1 s lateness; p50 and p99 (bucket upper bounds) of the
   ``policyloop_processing_latency_seconds`` histogram (record timestamp to the commit of the
@@ -120,20 +121,18 @@ def _start_worker(
 
 
 def _worker_rate(
-    settings: Settings, expected: int, port: int, log: Path, split: bool = False
+    settings: Settings, expected: int, port: int, log: Path, processes: int = 1
 ) -> float:
-    """Records a second from the first processed record to the last. ``split``: the two
-    stages in two processes (``--role sequencer`` and ``--role pipeline``), one per core."""
-    roles = ("pipeline", "sequencer") if split else ("all",)
-    processes = [
-        _start_worker(settings, port + i, log.with_suffix(f".{role}.log"), role)
-        for i, role in enumerate(roles)
+    """Records a second from the first processed record to the last, over ``processes``
+    workers (each ``--role all``: they share the input partitions and the lane partitions)."""
+    workers = [
+        _start_worker(settings, port + i, log.with_suffix(f".{i}.log")) for i in range(processes)
     ]
     first: float | None = None
     try:
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
-            done = _processed(scrape(port))
+            done = sum(_processed(_scrape_or_empty(port + i)) for i in range(processes))
             now = time.perf_counter()
             if done > 0 and first is None:
                 first = now
@@ -142,10 +141,18 @@ def _worker_rate(
             time.sleep(0.05)
         raise TimeoutError(f"worker did not finish; see {log}")
     finally:
-        for process in processes:
+        for process in workers:
             process.terminate()
-        for process in processes:
+        for process in workers:
             process.wait(timeout=60)
+
+
+def _scrape_or_empty(port: int) -> dict[str, float]:
+    """The metrics at ``port``, or none while the worker is not serving yet."""
+    try:
+        return scrape(port)
+    except OSError:
+        return {}
 
 
 LATENCY_LATENESS_MS = 1000
@@ -173,6 +180,15 @@ def _latency(settings: Settings, market: Path, rate: float, port: int, log: Path
     finally:
         process.terminate()
         process.wait(timeout=60)
+
+
+def _replay_seconds(market: Path, workdir: Path) -> float:
+    """Seconds ``policyloop replay`` takes over ``market`` (one process), in this run."""
+    from streams.replay import run_replay
+
+    started = time.perf_counter()
+    run_replay(market, workdir / "bench-kafka-replay-out")
+    return time.perf_counter() - started
 
 
 def _naive_figures(output: str) -> tuple[float | None, int | None]:
@@ -224,9 +240,8 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 5_000.0) -> d
         worker = _worker_rate(settings, expected, 9191, workdir / "bench-worker.log")
         asyncio.run(create_topics(split_settings))
         asyncio.run(produce_file(market, split_settings, wall_clock=True))
-        split = _worker_rate(
-            split_settings, expected, 9193, workdir / "bench-worker-split.log", split=True
-        )
+        two = _worker_rate(split_settings, expected, 9193, workdir / "bench-worker-two.log", 2)
+        replay_s = _replay_seconds(market, workdir)
         latency = _latency(
             latency_settings, market, latency_rate, 9192, workdir / "bench-latency-worker.log"
         )
@@ -242,7 +257,9 @@ def bench_kafka(market: Path, workdir: Path, latency_rate: float = 5_000.0) -> d
         "worker_end_to_end_per_s": round(worker),
         "worker_vs_raw": round(worker / raw, 3),
         "worker_vs_naive_faust": round(worker / naive, 2) if naive else None,
-        "worker_two_processes_per_s": round(split),
-        "worker_two_processes_vs_raw": round(split / raw, 3),
+        "worker_two_processes_per_s": round(two),
+        "worker_two_processes_vs_one": round(two / worker, 3),
+        "replay_per_s": round(expected / replay_s),
+        "worker_vs_replay": round(worker * replay_s / expected, 3),
         "latency": latency,
     }

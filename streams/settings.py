@@ -151,6 +151,13 @@ class Settings(BaseSettings):
         description="seconds with every input partition idle and nothing new before the "
         "worker releases what it buffers, as replay does at the end of its file",
     )
+    lane_partitions: Annotated[int, Field(ge=1, le=256)] = Field(
+        4,
+        description="partitions of the worker's sequenced log: the strategy lanes are spread "
+        "over them (strategy s in partition crc32(s) mod N), and Kafka's group assignment "
+        "spreads the partitions over the worker processes (at most N share the lane work); "
+        "fixed when the worker first creates its topics",
+    )
     pipeline_batch_records: Annotated[int, Field(ge=1, le=100_000)] = Field(
         5000, description="sequenced records per pipeline transaction (at most)"
     )

@@ -367,7 +367,7 @@ class AlertRouter:
 
     def snapshot(self) -> dict[str, Any]:
         windows = [
-            [key, w.close_ms, w.folded, w.severity.value, _dump(w.first), _dump(w.last)]
+            [key, w.close_ms, w.folded, w.severity.value, dump_signal(w.first), dump_signal(w.last)]
             for key, w in self._windows.items()
         ]
         return {
@@ -387,7 +387,7 @@ class AlertRouter:
             window = _Window(int(close_ms))
             window.folded = int(folded)
             window.severity = Severity(severity)
-            window.first, window.last = _load(first), _load(last)
+            window.first, window.last = load_signal(first), load_signal(last)
             self._windows[str(key)] = window
         self._closes = [(int(t), str(k)) for t, k in state["closes"]]
         heapq.heapify(self._closes)
@@ -402,7 +402,7 @@ class AlertRouter:
         self.folded_total, self.budget_folded = (int(v) for v in state["folded"])
 
 
-def _dump(s: AlertSignal | None) -> list[Any] | None:
+def dump_signal(s: AlertSignal | None) -> list[Any] | None:
     if s is None:
         return None
     scope = s.scope.model_dump(exclude_none=True)
@@ -418,7 +418,7 @@ def _dump(s: AlertSignal | None) -> list[Any] | None:
     ]
 
 
-def _load(data: list[Any] | None) -> AlertSignal | None:
+def load_signal(data: list[Any] | None) -> AlertSignal | None:
     if data is None:
         return None
     kind, severity, scope, event_time, evidence, dedup_key, source_id, p_value = data

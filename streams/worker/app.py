@@ -21,49 +21,86 @@ import faust
 from faust.app.base import BootStrategy
 from prometheus_client import CollectorRegistry, generate_latest
 
+from processors.core.base import MetricSample
+from processors.core.metric_names import WATERMARK_SECONDS
 from processors.pipeline import PipelineConfig
 from streams.kafka_topics import NewTopicSpec, create_topics, topic_partitions
 from streams.metrics import PipelineCollector
 from streams.settings import Settings
 from streams.worker.clients import Clients, KafkaClients
 from streams.worker.framing import sequenced_message_limit
-from streams.worker.runner import Runner, RunnerOptions
+from streams.worker.runner import (
+    GlobalRunner,
+    LaneRunner,
+    RunnerOptions,
+    StageGroup,
+    StageTopics,
+    global_group,
+    lane_group,
+)
 from streams.worker.sequencer import Sequencer
 from streams.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
 SEQUENCED = "policyloop-sequenced"
+LANE_ITEMS = "policyloop-lane-items"
 STATE = "policyloop-state"
 
 
 def internal_topics(settings: Settings) -> dict[str, str]:
-    return {"sequenced": settings.topic(SEQUENCED), "state": settings.topic(STATE)}
+    return {
+        "sequenced": settings.topic(SEQUENCED),
+        "lane_items": settings.topic(LANE_ITEMS),
+        "state": settings.topic(STATE),
+    }
+
+
+def stage_topics(settings: Settings) -> StageTopics:
+    names = internal_topics(settings)
+    return StageTopics(
+        names["sequenced"], names["lane_items"], names["state"], settings.lane_partitions
+    )
 
 
 def internal_topic_specs(settings: Settings) -> list[NewTopicSpec]:
     names = internal_topics(settings)
+    week = str(7 * 86_400_000)
     return [
         NewTopicSpec(
             names["sequenced"],
-            1,
+            settings.lane_partitions,
             {
                 "cleanup.policy": "delete",
-                "retention.ms": str(7 * 86_400_000),
+                "retention.ms": week,
                 # every frame of an input record within max_record_bytes fits
                 "max.message.bytes": str(sequenced_message_limit(settings.max_record_bytes)),
             },
         ),
         NewTopicSpec(
-            names["state"],
+            names["lane_items"],
             1,
+            {
+                "cleanup.policy": "delete",
+                "retention.ms": week,
+                "max.message.bytes": str(LANE_ITEMS_MESSAGE_BYTES),
+            },
+        ),
+        NewTopicSpec(
+            names["state"],
+            settings.lane_partitions + 1,  # one per lane runner, and the global runner's
             {"cleanup.policy": "compact", "max.message.bytes": str(2 * 1024 * 1024)},
         ),
     ]
 
 
+LANE_ITEMS_MESSAGE_BYTES = 8 * 1024 * 1024
+"""``max.message.bytes`` of the lane-items topic: a frame holds up to 2,000 items (decision
+rows of ~200 bytes, summaries of a few KiB)."""
+
+
 class WorkerService:
-    """Both stages of one worker process, with their shared metrics registry.
+    """The stages of one worker process, with their shared metrics registry.
 
     ``clients`` builds the stages' Kafka clients (default: aiokafka with ``settings``);
     ``prepare`` creates topics with the admin client of ``settings`` either way.
@@ -85,11 +122,12 @@ class WorkerService:
         self.registry = CollectorRegistry(auto_describe=True)
         self.stats = WorkerStats(self.registry)
         self.stopping = asyncio.Event()
-        self.runner: Runner | None = None
+        self.lanes: StageGroup | None = None
+        self.global_runner: StageGroup | None = None
         self.registry.register(PipelineCollector(self._pipeline_samples))
 
     def _pipeline_samples(self) -> list[Any]:
-        return self.runner.pipeline.metrics() if self.runner is not None else []
+        return stage_samples(self.lanes, self.global_runner)
 
     def metrics_text(self) -> bytes:
         return generate_latest(self.registry)
@@ -105,15 +143,13 @@ class WorkerService:
 
     async def run(self) -> None:
         partitions = await self.prepare()
-        topics = internal_topics(self.settings)
+        topics = stage_topics(self.settings)
         tasks = []
         if "all" in self.roles or "sequencer" in self.roles:
-            sequencer = Sequencer(
-                self.settings, topics["sequenced"], self.stats, clients=self.clients
-            )
+            sequencer = Sequencer(self.settings, topics.sequenced, self.stats, clients=self.clients)
             tasks.append(asyncio.create_task(sequencer.run(self.stopping)))
         if "all" in self.roles or "pipeline" in self.roles:
-            self.runner = Runner(
+            self.lanes = lane_group(
                 self.settings,
                 topics,
                 partitions,
@@ -122,8 +158,31 @@ class WorkerService:
                 self.config,
                 clients=self.clients,
             )
-            tasks.append(asyncio.create_task(self.runner.run(self.stopping)))
+            self.global_runner = global_group(
+                self.settings, topics, self.stats, self.options, self.config, clients=self.clients
+            )
+            tasks.append(asyncio.create_task(self.lanes.run(self.stopping)))
+            tasks.append(asyncio.create_task(self.global_runner.run(self.stopping)))
         await asyncio.gather(*tasks)
+
+
+def stage_samples(lanes: StageGroup | None, global_runner: StageGroup | None) -> list[MetricSample]:
+    """The pipeline metrics of the partitions this worker holds: the lane runners' samples
+    added up (the watermark: the latest), and the global runner's."""
+    totals: dict[tuple[str, Any], float] = {}
+    for runner in lanes.runners.values() if lanes is not None else ():
+        assert isinstance(runner, LaneRunner)
+        for sample in runner.pipeline.metrics():
+            key = (sample.name, sample.labels)
+            if sample.name == WATERMARK_SECONDS:
+                totals[key] = max(totals.get(key, sample.value), sample.value)
+            else:
+                totals[key] = totals.get(key, 0.0) + sample.value
+    samples = [MetricSample(name, labels, value) for (name, labels), value in totals.items()]
+    for runner in global_runner.runners.values() if global_runner is not None else ():
+        assert isinstance(runner, GlobalRunner)
+        samples.extend(runner.metrics())
+    return samples
 
 
 class _ShellBoot(BootStrategy):

@@ -48,34 +48,40 @@ async def write_checkpoint(
     next_offset: int,
     state: dict[str, Any],
     previous_chunks: int,
+    partition: int = 0,
 ) -> int:
-    """Send a checkpoint (inside the caller's transaction); returns its chunk count."""
+    """Send a checkpoint to ``partition`` of ``topic`` (inside the caller's transaction);
+    returns its chunk count. Every stage that checkpoints has a partition of its own."""
     blob = encode_state(state)
     chunks = [blob[i : i + CHUNK_BYTES] for i in range(0, len(blob), CHUNK_BYTES)] or [b""]
     for index, chunk in enumerate(chunks):
-        await producer.send(topic, chunk, key=f"chunk-{generation}-{index}".encode())
+        key = f"chunk-{generation}-{index}".encode()
+        await producer.send(topic, chunk, key=key, partition=partition)
     manifest = {
         "generation": generation,
         "chunks": len(chunks),
         "sha256": hashlib.sha256(blob).hexdigest(),
         "next_offset": next_offset,
     }
-    await producer.send(topic, orjson.dumps(manifest), key=MANIFEST_KEY)
+    await producer.send(topic, orjson.dumps(manifest), key=MANIFEST_KEY, partition=partition)
     if previous is not None:
         for index in range(previous_chunks):
-            await producer.send(topic, None, key=f"chunk-{previous.generation}-{index}".encode())
+            key = f"chunk-{previous.generation}-{index}".encode()
+            await producer.send(topic, None, key=key, partition=partition)
     return len(chunks)
 
 
-async def read_checkpoint(clients: Clients, topic: str) -> tuple[Checkpoint | None, int]:
+async def read_checkpoint(
+    clients: Clients, topic: str, partition: int = 0
+) -> tuple[Checkpoint | None, int]:
     """The latest committed checkpoint (or None) and its chunk count, read from the start of
-    ``topic`` by a consumer of ``clients`` without a group."""
+    ``partition`` of ``topic`` by a consumer of ``clients`` without a group."""
     consumer = clients.consumer(
         isolation_level="read_committed", enable_auto_commit=False, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        tp = TopicPartition(topic, 0)
+        tp = TopicPartition(topic, partition)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]

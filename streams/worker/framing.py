@@ -32,7 +32,8 @@ FLUSH = "f"
 @dataclass(frozen=True, slots=True)
 class Frame:
     """A parsed frame. For RECORD: topic, partition, offset, key, timestamp_ms, value.
-    For PROGRESS: topic, partition, offset = next position, end = end offset. For IDLE:
+    For PROGRESS: topic, partition, offset = next position, end = end offset, timestamp_ms
+    = the latest event time of the partition's records (from the sequencer). For IDLE:
     topic, partition, offset = the position it was idle at. For FLUSH:
     nothing else (the runner releases everything buffered, as replay does at the end)."""
 
@@ -105,8 +106,15 @@ def _record_header(
     }
 
 
-def progress_frame(topic: str, partition: int, position: int, end: int) -> bytes:
-    return orjson.dumps({"k": PROGRESS, "t": topic, "p": partition, "o": position, "e": end})
+def progress_frame(
+    topic: str, partition: int, position: int, end: int, max_event_ms: int | None = None
+) -> bytes:
+    """Progress of an input partition: its next position, end offset and the latest event
+    time of its records so far (None: none seen yet)."""
+    frame = {"k": PROGRESS, "t": topic, "p": partition, "o": position, "e": end}
+    if max_event_ms is not None:
+        frame["m"] = max_event_ms
+    return orjson.dumps(frame)
 
 
 def idle_frame(topic: str, partition: int, position: int) -> bytes:
@@ -134,8 +142,14 @@ def parse_frame(raw: bytes) -> Frame:
             original_size=header.get("n"),
         )
     if kind == PROGRESS:
+        seen = header.get("m")
         return Frame(
-            PROGRESS, header["t"], int(header["p"]), int(header["o"]), end=int(header["e"])
+            PROGRESS,
+            header["t"],
+            int(header["p"]),
+            int(header["o"]),
+            end=int(header["e"]),
+            timestamp_ms=None if seen is None else int(seen),
         )
     if kind == IDLE:
         return Frame(IDLE, header["t"], int(header["p"]), int(header["o"]))

@@ -1,12 +1,15 @@
 """Stage 1: append every input record to the sequenced log, in each partition's order.
 
 Runs in the consumer group ``<group>-sequencer`` over all input topics, so the workers share
-the input partitions. Per fetched batch: each record is framed with its coordinates and sent
-to the single partition of the sequenced topic; then a progress marker (position and end
-offset) for every assigned partition whose progress changed; then, once every send is
-acknowledged, the input offsets are committed. At-least-once: after a crash or a rebalance a
-record may be appended twice; the runner skips anything at or below the offset it has already
-seen for that partition.
+the input partitions. Per fetched batch: each record is decoded (to learn its strategy and
+event time; the lane runner decodes it again and dead-letters it if bad), framed with its
+coordinates and sent to the partition of the sequenced topic that holds its strategy's lane
+(``lane_partition_of``; a record for every strategy to every partition, one that does not
+decode to a partition picked by its source partition); then, to every partition, a progress
+marker (position, end offset, latest event time) for every assigned input partition whose
+progress changed; then, once every send is acknowledged, the input offsets are committed.
+At-least-once: after a crash or a rebalance a record may be appended twice; the lane runner
+skips anything at or below the offset it has already seen for that input partition.
 
 Idleness (the watermark rule of streams/worker/sources.py): a partition that is caught up
 and delivers nothing new for ``idle_timeout_s`` of the injected clock (checked against fresh
@@ -25,12 +28,16 @@ import asyncio
 import contextlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from models.common import to_ms
 from models.topics import INPUT_TOPICS
+from processors.stages import PipelineConfig
+from streams.adapter import Rejected, decode_record
 from streams.kafka_batches import PartitionBatches
 from streams.settings import Settings
 from streams.worker.clients import Clients, Consumer, KafkaClients, Producer
@@ -46,6 +53,17 @@ from streams.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 MAX_RECORDS = 20_000
+
+
+def lane_partition_of(strategy_id: str, lane_partitions: int) -> int:
+    """The partition of the sequenced log that holds ``strategy_id``'s lane."""
+    return zlib.crc32(strategy_id.encode()) % lane_partitions
+
+
+def _lane_of_source(topic: str, partition: int, lane_partitions: int) -> int:
+    return zlib.crc32(f"{topic}:{partition}".encode()) % lane_partitions
+
+
 MAX_FAILURES_IN_A_ROW = 5
 """Kafka errors in a row after which the sequencer gives up and the worker exits non-zero
 (a supervisor restarts it); each one before restarts the clients."""
@@ -81,9 +99,12 @@ class Sequencer:
         self.idle_timeout_s = settings.idle_timeout_s
         self._active_at: dict[TopicPartition, float] = {}
         self._idle_sent: set[TopicPartition] = set()
+        self.lane_partitions = settings.lane_partitions
+        self.max_ahead_ms = PipelineConfig().max_event_time_ahead_ms or 2**62
+        self._max_event_ms: dict[TopicPartition, int] = {}
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
-        self._reported: dict[TopicPartition, tuple[int, int]] = {}
+        self._reported: dict[TopicPartition, tuple[int, int, int | None]] = {}
 
     async def run(self, stopping: asyncio.Event, retry_after_s: float = 1.0) -> None:
         """Run until ``stopping`` is set.
@@ -112,6 +133,27 @@ class Sequencer:
                     await asyncio.sleep(retry_after_s)
         finally:
             await self.stop()
+
+    def _route(
+        self, name: str, tp: TopicPartition, key: bytes | None, value: bytes | None, offset: int
+    ) -> list[tuple[str, int]]:
+        """The lane partitions a record goes to: its strategy's, every one for a record of
+        all strategies, one picked by its source partition for a record that does not
+        decode (its lane runner dead-letters it). Notes the record's event time for the
+        partition's progress markers (a record far ahead of the partition's latest is not
+        noted: one bad timestamp must not move the watermark; the pipeline dead-letters it)."""
+        lanes = self.lane_partitions
+        decoded = decode_record(name, key, value or b"", f"{name}:{tp.partition}:{offset}")
+        if isinstance(decoded, Rejected):
+            return [(self.sequenced_topic, _lane_of_source(name, tp.partition, lanes))]
+        event_ms = to_ms(decoded.value.event_time)
+        seen = self._max_event_ms.get(tp)
+        if seen is None or seen < event_ms <= seen + self.max_ahead_ms:
+            self._max_event_ms[tp] = event_ms
+        strategy_id = INPUT_TOPICS[name].lane_of(decoded.value)
+        if strategy_id is None:
+            return [(self.sequenced_topic, p) for p in range(lanes)]
+        return [(self.sequenced_topic, lane_partition_of(strategy_id, lanes))]
 
     async def restart(self) -> None:
         """Stop the clients (errors ignored) and start new ones."""
@@ -162,8 +204,9 @@ class Sequencer:
             raise RuntimeError("Sequencer.step before start")
         batches = await consumer.getmany(timeout_ms=200, max_records=self.max_records)
         unprefixed = self.settings.unprefixed
-        sequenced = PartitionBatches(producer, {self.sequenced_topic: 1})
-        slot = (self.sequenced_topic, 0)
+        lanes = self.lane_partitions
+        sequenced = PartitionBatches(producer, {self.sequenced_topic: lanes})
+        every_lane = [(self.sequenced_topic, p) for p in range(lanes)]
         max_bytes = self.settings.max_record_bytes
         forwarded = 0
         for tp, records in batches.items():
@@ -173,6 +216,9 @@ class Sequencer:
                 if len(record.key or b"") + len(record.value or b"") > max_bytes:
                     framer = cut_record_frame
                     self.stats.oversized_total.inc()
+                    targets = [every_lane[_lane_of_source(name, tp.partition, lanes)]]
+                else:
+                    targets = self._route(name, tp, record.key, record.value, record.offset)
                 frame = framer(
                     name,
                     tp.partition,
@@ -181,7 +227,8 @@ class Sequencer:
                     record.timestamp,
                     record.value,
                 )
-                await sequenced.add(slot, None, frame, None)
+                for slot in targets:
+                    await sequenced.add(slot, None, frame, None)
             forwarded += len(records)
         assignment = consumer.assignment()
         self.stats.sequencer_partitions.set(len(assignment))
@@ -198,10 +245,12 @@ class Sequencer:
             end = consumer.highwater(tp)
             end = ends.get(tp, 0) if end is None else end
             name = unprefixed(tp.topic) or tp.topic
-            if self._reported.get(tp) != (position, end):
-                self._reported[tp] = (position, end)
-                frame = progress_frame(name, tp.partition, position, end)
-                await sequenced.add(slot, None, frame, None)
+            seen = self._max_event_ms.get(tp)
+            if self._reported.get(tp) != (position, end, seen):
+                self._reported[tp] = (position, end, seen)
+                frame = progress_frame(name, tp.partition, position, end, seen)
+                for slot in every_lane:
+                    await sequenced.add(slot, None, frame, None)
             lag[name] = lag.get(name, 0) + max(end - position, 0)
             if batches.get(tp) or position < end:
                 self._active_at[tp] = now
@@ -217,7 +266,9 @@ class Sequencer:
                     self._active_at[tp] = now
                     continue
                 name = unprefixed(tp.topic) or tp.topic
-                await sequenced.add(slot, None, idle_frame(name, tp.partition, position), None)
+                frame = idle_frame(name, tp.partition, position)
+                for slot in every_lane:
+                    await sequenced.add(slot, None, frame, None)
                 self._idle_sent.add(tp)
                 self.stats.idle_markers_total.inc()
         for name, behind in lag.items():

@@ -58,8 +58,22 @@ class WorkerStats:
             registry=registry,
         )
         self.active = Gauge(
-            "policyloop_pipeline_active", "1 when this worker runs the pipeline.", registry=registry
+            "policyloop_pipeline_active",
+            "Partitions of the pipeline this worker holds: its lane partitions of the "
+            "sequenced log, plus 1 when it holds the global runner (0: it only sequences).",
+            registry=registry,
         )
+        self.lane_partitions_held = Gauge(
+            "policyloop_lane_partitions",
+            "Partitions of the sequenced log (strategy lanes) this worker's lane runners hold.",
+            registry=registry,
+        )
+        self.global_held = Gauge(
+            "policyloop_global_runner",
+            "1 when this worker holds the global runner (alert router, policy loop).",
+            registry=registry,
+        )
+        self._held = {"lanes": 0, "global": 0}
         self.settled = Gauge(
             "policyloop_pipeline_settled",
             "1 when every input partition is caught up and the "
@@ -96,3 +110,10 @@ class WorkerStats:
             "and not sent again because an earlier transaction committed them.",
             registry=registry,
         )
+
+    def set_held(self, stage: str, partitions: int) -> None:
+        """``stage`` ("lanes" or "global") now holds ``partitions`` partitions."""
+        self._held[stage] = partitions
+        gauge = self.lane_partitions_held if stage == "lanes" else self.global_held
+        gauge.set(partitions)
+        self.active.set(sum(self._held.values()))

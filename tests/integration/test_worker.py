@@ -128,59 +128,57 @@ def test_repeated_sigkills_including_during_recovery_double_and_lose_nothing(
     assert_same_outputs(replay_dir, dump_dir)
 
 
-def test_two_workers_share_partitions_through_a_rebalance(kafka: Settings, tmp_path: Path) -> None:
-    """Both workers sequence their share of the input partitions; the one running the
-    pipeline is stopped mid-stream and the other takes over the pipeline (a rebalance of
-    both groups) and finishes with exactly replay's output."""
+def test_two_workers_share_the_lanes_and_one_hands_over_by_sigkill(
+    kafka: Settings, tmp_path: Path
+) -> None:
+    """Issue 10, load pattern (g): two workers share the input partitions (sequencers) and
+    the lane partitions of the sequenced log (lane runners), one of them holds the global
+    runner; that one is killed with SIGKILL mid-stream, the other takes over its lanes and
+    the global runner and finishes with exactly replay's output, no record late."""
     market = _market(tmp_path, days=4, symbols=8)
     cli(kafka, "topics", "create")
-    # The input is loaded while the workers run, as a live feed: every partition's records
-    # are sent every 1000 lines (else a quiet partition's first records could wait in the
-    # loader until the watermark, moved by the others, had passed them: late records, live
-    # semantics rather than replay's, see README). The watermark waits for up to 4 days of
-    # event-time skew between partitions (outputs stay the same, only later), and the
-    # buffer is flushed only after 10 idle seconds, never while the loader pauses.
-    bulk = {"POLICYLOOP_WATERMARK_LATENESS_MS": str(4 * 86_400_000)}
     flags = ("--idle-flush", "10", "--checkpoint-interval", "0.5", "--max-records", "300")
-    a = Worker(kafka, tmp_path, "a", *flags, **bulk)
-    b = Worker(kafka, tmp_path, "b", *flags, **bulk)
+    a = Worker(kafka, tmp_path, "a", *flags)
+    b = Worker(kafka, tmp_path, "b", *flags)
     logs = [a, b]
     try:
-        total = kafka.input_partitions * 5
+        lanes = kafka.lane_partitions
 
-        def both_hold_partitions() -> bool:
-            held = [w.metrics().get("policyloop_sequencer_partitions", 0) for w in (a, b)]
-            return min(held) > 0 and sum(held) == total
+        def both_share() -> bool:
+            metrics = [w.metrics() for w in (a, b)]
+            held = [m.get("policyloop_lane_partitions", 0) for m in metrics]
+            sequencing = [m.get("policyloop_sequencer_partitions", 0) for m in metrics]
+            global_held = sum(m.get("policyloop_global_runner", 0) for m in metrics)
+            return min(held) > 0 and sum(held) == lanes and min(sequencing) > 0 and global_held == 1
 
-        wait_until(both_hold_partitions, 120, "both workers to share the partitions", logs)
+        wait_until(both_share, 120, "both workers to share the lanes", logs)
         records = produce(kafka, market, "--batch", "1000")
-        wait_until(
-            lambda: any(w.metrics().get("policyloop_pipeline_active") == 1 for w in (a, b)),
-            60,
-            "one worker to run the pipeline",
-            logs,
-        )
-        active, standby = (a, b) if a.metrics().get("policyloop_pipeline_active") == 1 else (b, a)
-        wait_until(lambda: active.processed() >= records * 0.3, 120, "progress", logs)
+        wait_until(lambda: a.processed() + b.processed() >= records * 0.3, 120, "progress", logs)
         sequenced = [w.metrics().get("policyloop_sequenced_records_total", 0) for w in (a, b)]
         assert min(sequenced) > 0, f"both workers sequence their share: {sequenced}"
-        early = active.metrics().get("policyloop_idle_flushes_total", 0)
-        assert early == 0, "the loader paused over 10 s: the buffer was flushed mid-load"
-        active.stop()
+        victim, survivor = (a, b) if a.metrics().get("policyloop_global_runner") == 1 else (b, a)
+        victim.kill()
         wait_until(
-            lambda: standby.processed() >= records and standby.settled(),
+            lambda: (
+                survivor.metrics().get("policyloop_pipeline_active") == lanes + 1
+                and survivor.processed() >= records
+                and survivor.settled()
+            ),
             240,
-            "the remaining worker to settle",
+            "the remaining worker to take everything over and settle",
             logs,
         )
-        final = standby.metrics()
-        assert final.get("policyloop_recoveries_total", 0) >= 1
+        final = survivor.metrics()
+        assert final.get("policyloop_recoveries_total", 0) >= lanes + 1
         late = {k: v for k, v in final.items() if k.startswith("policyloop_late_events_total")}
         assert not any(late.values()), f"records behind the watermark: {late}"
     finally:
         a.stop()
         b.stop()
-    assert_same_outputs(*_replay_and_dump(kafka, market, tmp_path))
+    replay_dir, dump_dir = _replay_and_dump(kafka, market, tmp_path)
+    counts = doubled_and_missing(replay_dir, dump_dir)
+    assert all(pair == (0, 0) for pair in counts.values()), counts
+    assert_same_outputs(replay_dir, dump_dir)
 
 
 def test_malformed_records_on_every_topic_become_dead_letters(

@@ -12,6 +12,7 @@ partition before committing), and a flush marker at the end (the idle flush).
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -22,17 +23,22 @@ from prometheus_client import CollectorRegistry
 
 from models.codec import encode
 from models.topics import DEAD_LETTERS, OUTPUT_FILES, PERFORMANCE
-from processors.core.base import Output
+from processors.global_stage import PartitionedGlobalStage
+from processors.pipeline import PipelineConfig
 from streams.produce import _LineConverter, replay_lines
 from streams.replay import run_replay
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate
 from streams.worker.checkpoint import Checkpoint, decode_state, encode_state
 from streams.worker.framing import flush_frame, idle_frame, progress_frame, record_frame
-from streams.worker.runner import Runner, RunnerOptions
+from streams.worker.lane_items import FLUSHED, parse_lane_frame
+from streams.worker.memory_broker import MemoryBroker
+from streams.worker.runner import LaneRunner, RunnerOptions, Send, StageTopics
 from streams.worker.stats import WorkerStats
 
 PARTITIONS = 4
+LANE_ITEMS = "lane-items"
+Sent = tuple[str, bytes]  # (topic, value) of an output record
 Partitioned = dict[tuple[str, int], list[tuple[bytes | None, bytes, int | None]]]
 
 
@@ -77,30 +83,57 @@ def sequenced_log(partitions: Partitioned, rng: random.Random) -> list[bytes]:
     return log
 
 
+class Runners:
+    """A lane runner over one sequenced partition and the global stage it feeds, in this
+    process: ``apply`` gives the output records (topic, value) of one log record, the lane's
+    own and the global stage's from the lane's items."""
+
+    def __init__(self, partitions: Partitioned, lateness_ms: int) -> None:
+        self.lane = new_runner(partitions, lateness_ms)
+        self.global_stage = PartitionedGlobalStage(PipelineConfig(), 1)
+
+    def apply(self, raw: bytes) -> list[Sent]:
+        return self.deliver([*self.lane.apply(raw), *self.lane.after_batch()])
+
+    def deliver(self, sends: list[Send]) -> list[Sent]:
+        out: list[Sent] = []
+        for topic, _, value, _ in sends:
+            if topic != LANE_ITEMS:
+                out.append((topic, value))
+                continue
+            frame = parse_lane_frame(value)
+            if frame.kind == FLUSHED:
+                produced = self.global_stage.on_flushed(frame.partition)
+            else:
+                produced = self.global_stage.on_items(
+                    frame.partition, frame.items, frame.watermark_ms
+                )
+            out.extend((o.topic, encode(o.value)) for o in produced)
+        return out
+
+
 def run_log(
     log: list[bytes], partitions: Partitioned, lateness_ms: int, rng: random.Random, crashes: int
-) -> tuple[list[Output], Runner]:
-    """The runner over ``log``, crashing ``crashes`` times: each crash restores the last
-    checkpoint (through the checkpoint codec) and re-reads the log from its offset, with the
-    outputs below the last committed offset suppressed, as Runner._recover does."""
-
-    def fresh() -> Runner:
-        return new_runner(partitions, lateness_ms)
-
+) -> tuple[list[Sent], LaneRunner]:
+    """The runners over ``log``, the lane runner crashing ``crashes`` times: each crash
+    restores the last checkpoint (through the checkpoint codec) and re-reads the log from
+    its offset, with what it sends below the last committed offset suppressed, as
+    LogRunner._recover does."""
     crash_at = sorted(rng.sample(range(1, len(log)), crashes))
-    runner, outputs, position, committed = fresh(), [], 0, 0
+    runners, outputs, position, committed = Runners(partitions, lateness_ms), [], 0, 0
+    runner = runners.lane
     checkpoint: tuple[int, bytes] | None = None
     while position < len(log):
-        produced = runner.apply(log[position])
+        sends = [*runner.apply(log[position]), *runner.after_batch()]
         if position >= committed:
-            outputs.extend(produced)
+            outputs.extend(runners.deliver(sends))
         position += 1
         committed = max(committed, position)
         if rng.random() < 0.01:
             checkpoint = (position, encode_state(runner.state()))
         if crash_at and position == crash_at[0]:
             crash_at.pop(0)
-            runner = fresh()
+            runner = runners.lane = new_runner(partitions, lateness_ms)
             position = 0
             if checkpoint is not None:
                 position = checkpoint[0]
@@ -108,10 +141,10 @@ def run_log(
     return outputs, runner
 
 
-def assert_replay_output(outputs: list[Output], replay_dir: Path) -> None:
+def assert_replay_output(outputs: list[Sent], replay_dir: Path) -> None:
     got: dict[str, list[bytes]] = defaultdict(list)
-    for output in outputs:
-        got[output.topic].append(encode(output.value))
+    for topic, value in outputs:
+        got[topic].append(value)
     for topic in (*OUTPUT_FILES, PERFORMANCE):
         if topic == DEAD_LETTERS:
             continue
@@ -155,15 +188,16 @@ def test_a_caught_up_partition_holds_the_watermark_until_it_is_idle(
     others = {slot: records for slot, records in partitions.items() if slot != held}
     log = sequenced_log(others, random.Random(5))[:-1]  # all but the held one, no flush
     log.append(progress_frame(held[0], held[1], 0, 0))  # the held partition: caught up, empty
-    runner = new_runner(partitions, 15 * 60_000)
-    outputs = [output for raw in log for output in runner.apply(raw)]
+    runners = Runners(partitions, 15 * 60_000)
+    runner = runners.lane
+    outputs = [output for raw in log for output in runners.apply(raw)]
     assert runner.pipeline.watermark_ms < -(2**61)  # nothing released: it waits for `held`
     tail = [
         record_frame(held[0], held[1], offset, key, ts, value)
         for offset, (key, value, ts) in enumerate(partitions[held])
     ]
     for raw in [*tail, idle_frame(held[0], held[1], len(tail)), flush_frame()]:
-        outputs.extend(runner.apply(raw))
+        outputs.extend(runners.apply(raw))
     assert not runner.pipeline.late
     assert_replay_output(outputs, replay_dir)
 
@@ -187,14 +221,18 @@ def test_a_partition_that_delivers_after_it_was_idle_arrives_late(
     assert runner.pipeline.late.get(held[0], 0) > 0
 
 
-def new_runner(partitions: Partitioned, lateness_ms: int) -> Runner:
+def new_runner(partitions: Partitioned, lateness_ms: int) -> LaneRunner:
     inputs: dict[str, list[int]] = defaultdict(list)
     for topic, partition in sorted(partitions):
         inputs[topic].append(partition)
-    return Runner(
+    return LaneRunner(
         Settings(),
-        {"sequenced": "sequenced", "state": "state"},
+        StageTopics("sequenced", LANE_ITEMS, "state", 1),
+        0,
         dict(inputs),
         WorkerStats(CollectorRegistry()),
         RunnerOptions(allowed_lateness_ms=lateness_ms),
+        PipelineConfig(),
+        MemoryBroker(),
+        time.monotonic,
     )

@@ -29,13 +29,16 @@ from streams.produce import _LineConverter, replay_lines
 from streams.replay import run_replay
 from streams.settings import Settings
 from streams.simulator import SimulationConfig, simulate
-from streams.worker.app import internal_topic_specs, internal_topics
+from streams.worker.app import internal_topic_specs, internal_topics, stage_topics
 from streams.worker.memory_broker import MemoryBroker
-from streams.worker.runner import Runner, RunnerOptions
+from streams.worker.runner import LaneRunner, RunnerOptions, StageGroup, global_group, lane_group
 from streams.worker.sequencer import Sequencer
+from streams.worker.sources import Sources
 from streams.worker.stats import WorkerStats
 
-SETTINGS = Settings(topic_prefix="t.", consumer_group="g")
+SETTINGS = Settings(topic_prefix="t.", consumer_group="g", lane_partitions=1)
+"""One lane partition: one lane runner holds every lane (tests/unit/worker/test_scale_out.py
+runs several)."""
 KafkaRecord = tuple[str, bytes | None, bytes, int | None, bytes | None]
 Keyed = dict[str, dict[str, list[bytes]]]  # topic -> key -> values in order
 
@@ -123,9 +126,54 @@ async def publish(
     await producer.stop()
 
 
+class Stages:
+    """One worker's lane runners and global runner (its ``pipeline`` role): ``step`` steps
+    the lane group, then the global group; ``kill`` stops both consumers without a word,
+    as a process that is gone (the groups drop it)."""
+
+    def __init__(self, lanes: StageGroup, global_runner: StageGroup) -> None:
+        self.lanes = lanes
+        self.global_runner = global_runner
+
+    async def start(self) -> None:
+        await self.lanes.start()
+        await self.global_runner.start()
+
+    async def stop(self) -> None:
+        await self.lanes.stop()
+        await self.global_runner.stop()
+
+    async def kill(self) -> None:
+        for group in (self.lanes, self.global_runner):
+            assert group.consumer is not None
+            await group.consumer.stop()
+
+    async def step(self) -> int:
+        return await self.lanes.step() + await self.global_runner.step()
+
+    @property
+    def lane(self) -> LaneRunner:
+        """The lane runner of partition 0 (the only one with ``lane_partitions`` 1)."""
+        runner = self.lanes.runners[0]
+        assert isinstance(runner, LaneRunner)
+        return runner
+
+    def lane_runners(self) -> list[LaneRunner]:
+        return [r for _, r in sorted(self.lanes.runners.items()) if isinstance(r, LaneRunner)]
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.lane.pipeline
+
+    @property
+    def sources(self) -> Sources:
+        return self.lane.sources
+
+
 @dataclass
 class Worker:
-    """One worker's stages on ``broker``: ``step`` runs a sequencer step, then a runner step."""
+    """One worker's stages on ``broker``: ``step`` runs a sequencer step, then a step of its
+    lane runners and global runner."""
 
     broker: MemoryBroker
     clock: FakeClock
@@ -146,25 +194,32 @@ class Worker:
         )
         self.runner = self.new_runner()
 
-    def new_runner(self) -> Runner:
+    def new_runner(self) -> Stages:
         partitions = {
             name: self.broker.partitions(self.settings.topic(name)) for name in INPUT_TOPICS
         }
         registry = CollectorRegistry()
-        runner = Runner(
-            self.settings,
-            internal_topics(self.settings),
-            partitions,
-            WorkerStats(registry),
-            self.options,
-            clients=self.broker,
-            clock=self.clock,
+        stats = WorkerStats(registry)
+        topics = stage_topics(self.settings)
+        stages = Stages(
+            lane_group(
+                self.settings,
+                topics,
+                partitions,
+                stats,
+                self.options,
+                clients=self.broker,
+                clock=self.clock,
+            ),
+            global_group(
+                self.settings, topics, stats, self.options, clients=self.broker, clock=self.clock
+            ),
         )
-        self._registries[id(runner)] = registry
-        return runner
+        self._registries[id(stages)] = registry
+        return stages
 
-    def metric(self, name: str, runner: Runner | None = None) -> float:
-        """A sample of ``runner``'s metrics (default: the current runner's), 0 when absent."""
+    def metric(self, name: str, runner: Stages | None = None) -> float:
+        """A sample of ``runner``'s metrics (default: the current stages'), 0 when absent."""
         registry = self._registries[id(runner or self.runner)]
         return float(registry.get_sample_value(name) or 0.0)
 
@@ -181,18 +236,24 @@ class Worker:
         await self.sequencer.stop()
 
     async def step(self) -> tuple[int, int]:
-        """(input records sequenced, log records applied by the runner)."""
+        """(input records sequenced, log records applied by the runners)."""
         return await self.sequencer.step(), await self.runner.step()
 
     async def settle(self, max_rounds: int = 10_000) -> int:
         """Step until a round moves nothing (no input sequenced, no log record applied, no
         flush marker appended); returns the rounds that moved something."""
-        sequenced = internal_topics(self.settings)["sequenced"]
         for rounds in range(max_rounds):
-            end = self.broker.end_offset(sequenced)
-            if await self.step() == (0, 0) and self.broker.end_offset(sequenced) == end:
+            ends = self.log_ends()
+            if await self.step() == (0, 0) and self.log_ends() == ends:
                 return rounds
         raise AssertionError(f"the stages still move after {max_rounds} rounds")
+
+    def log_ends(self) -> list[int]:
+        topics = stage_topics(self.settings)
+        return [
+            self.broker.end_offset(topics.sequenced, partition)
+            for partition in range(topics.lane_partitions)
+        ] + [self.broker.end_offset(topics.lane_items)]
 
     async def go_idle(self) -> None:
         """Let the idle timeout pass and step until the idleness markers are acted on."""
@@ -207,18 +268,38 @@ class Worker:
         await self.settle()
 
 
-def outcomes(pipeline: Pipeline) -> dict[str, float]:
-    """Input records by outcome (processed, duplicate, dead_letter), from the metrics."""
+def _pipelines(of: Pipeline | Stages) -> list[Pipeline]:
+    return [of] if isinstance(of, Pipeline) else [r.pipeline for r in of.lane_runners()]
+
+
+def outcomes(of: Pipeline | Stages) -> dict[str, float]:
+    """Input records by outcome (processed, duplicate, dead_letter), from the metrics (of
+    every lane runner of ``Stages``)."""
     found: dict[str, float] = defaultdict(float)
-    for sample in pipeline.metrics():
-        if sample.name == "policyloop_events_total":
-            found[dict(sample.labels)["outcome"]] += sample.value
+    for pipeline in _pipelines(of):
+        for sample in pipeline.metrics():
+            if sample.name == "policyloop_events_total":
+                found[dict(sample.labels)["outcome"]] += sample.value
     return dict(found)
 
 
-def late_events(pipeline: Pipeline) -> float:
+def late_events(of: Pipeline | Stages) -> float:
     """Records that arrived behind the watermark (policyloop_late_events_total)."""
-    return sum(s.value for s in pipeline.metrics() if s.name == "policyloop_late_events_total")
+    return sum(
+        s.value
+        for pipeline in _pipelines(of)
+        for s in pipeline.metrics()
+        if s.name == "policyloop_late_events_total"
+    )
+
+
+def late_by_topic(stages: Stages) -> dict[str, int]:
+    """Late records per input topic, over every lane runner."""
+    late: dict[str, int] = defaultdict(int)
+    for pipeline in _pipelines(stages):
+        for topic, n in pipeline.late.items():
+            late[topic] += n
+    return dict(late)
 
 
 def keyed_outputs(broker: MemoryBroker, *, committed: bool = True) -> Keyed:

@@ -24,6 +24,7 @@ from conftest import (
     Market,
     Worker,
     assert_replay_outputs,
+    late_by_topic,
     late_events,
     new_broker,
     publish,
@@ -81,7 +82,7 @@ async def test_a_load_pattern_gives_replay_output_with_nothing_late(
         await worker.settle()
         clock.advance(4.0 / len(parts))  # the whole load takes 4 s, within the idle timeout
     await worker.idle_flush()
-    assert late_events(worker.runner.pipeline) == 0
+    assert late_events(worker.runner) == 0
     assert_replay_outputs(broker, market)
 
 
@@ -102,7 +103,7 @@ async def test_a_worker_down_during_the_load_catches_up_as_a_backfill(market: Ma
     await second.start()
     await second.settle()
     await second.idle_flush()
-    assert late_events(second.runner.pipeline) == 0
+    assert late_events(second.runner) == 0
     assert_replay_outputs(broker, market)
 
 
@@ -122,7 +123,7 @@ async def test_a_pause_longer_than_the_idle_timeout_makes_the_next_topic_late(
         await publish(broker, part)
         await worker.settle()
         await worker.go_idle()  # a silence longer than the idle timeout after each topic
-    late: dict[str, Any] = worker.runner.pipeline.late
+    late: dict[str, Any] = late_by_topic(worker.runner)
     assert late.get(late_topic, 0) > 0, late
 
 
@@ -140,6 +141,6 @@ async def test_partitions_loaded_after_the_idle_timeout_are_late(market: Market)
         await publish(broker, part)
         await worker.settle()
         clock.advance(1.0)
-    late: dict[str, Any] = worker.runner.pipeline.late
+    late: dict[str, Any] = late_by_topic(worker.runner)
     assert sum(late.values()) > 0
     assert not any(late.get(topic) for topic in early - {p[0][0] for p in inputs[4:]})

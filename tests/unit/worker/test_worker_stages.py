@@ -10,6 +10,7 @@ from conftest import (
     SETTINGS,
     FakeClock,
     Market,
+    Stages,
     Worker,
     assert_replay_outputs,
     keyed_outputs,
@@ -26,7 +27,7 @@ from streams.worker.app import internal_topics
 from streams.worker.checkpoint import MANIFEST_KEY, read_checkpoint
 from streams.worker.framing import FLUSH, RECORD, parse_frame
 from streams.worker.memory_broker import MemoryBroker, MemoryProducer
-from streams.worker.runner import Runner, RunnerOptions
+from streams.worker.runner import RunnerOptions
 from streams.worker.sequencer import Sequencer
 from streams.worker.stats import WorkerStats
 
@@ -39,9 +40,14 @@ def frame_kinds(broker: MemoryBroker) -> list[str]:
     return [parse_frame(r.value or b"").kind for r in broker.records(SEQUENCED)]
 
 
-def manifests(broker: MemoryBroker) -> list[dict[str, int]]:
-    """Every committed checkpoint manifest of the state topic, in order."""
-    return [orjson.loads(r.value or b"") for r in broker.records(STATE) if r.key == MANIFEST_KEY]
+def manifests(broker: MemoryBroker, partition: int = 0) -> list[dict[str, int]]:
+    """Every committed checkpoint manifest of a partition of the state topic (default: the
+    lane runner's), in order."""
+    return [
+        orjson.loads(r.value or b"")
+        for r in broker.records(STATE)
+        if r.key == MANIFEST_KEY and r.partition == partition
+    ]
 
 
 async def test_preloaded_input_gives_replay_output(market: Market) -> None:
@@ -52,7 +58,7 @@ async def test_preloaded_input_gives_replay_output(market: Market) -> None:
     await worker.settle()
     await worker.idle_flush()
     assert_replay_outputs(broker, market)
-    assert late_events(worker.runner.pipeline) == 0
+    assert late_events(worker.runner) == 0
     assert worker.metric("policyloop_idle_flushes_total") == 1
 
 
@@ -68,7 +74,7 @@ async def test_input_arriving_in_chunks_gives_replay_output(market: Market) -> N
         await worker.settle()
     await worker.idle_flush()
     assert_replay_outputs(broker, market)
-    assert late_events(worker.runner.pipeline) == 0
+    assert late_events(worker.runner) == 0
 
 
 async def test_a_new_runner_recovers_from_the_checkpoint_without_duplicates(
@@ -94,23 +100,22 @@ async def test_a_new_runner_recovers_from_the_checkpoint_without_duplicates(
     checkpoint_offset = manifests(broker)[0]["next_offset"]
     for _ in range(4):  # committed, not in any checkpoint
         assert await first.step() > 0
-    committed = broker.committed_offset(first.group, first.tp)
+    committed = broker.committed_offset(first.lane.group, first.lane.tp)
     assert committed is not None and committed > checkpoint_offset
-    producer = first.producer
+    producer = first.lane.producer
     assert isinstance(producer, MemoryProducer)
     await producer.begin_transaction()  # dies mid-transaction: a record sent, never committed
     await producer.send(SETTINGS.topic(ALERTS), b'{"stray": true}', key=b"stray")
-    assert first.consumer is not None
-    await first.consumer.stop()  # the process is gone: the group drops it, nothing else runs
+    await first.kill()  # the process is gone: the groups drop it, nothing else runs
 
     second = worker.runner = worker.new_runner()
     await second.start()
     await worker.settle()
     await worker.idle_flush()
 
-    assert worker.metric("policyloop_recoveries_total", second) == 1
+    assert worker.metric("policyloop_recoveries_total", second) == 2  # lane and global runner
     assert worker.metric("policyloop_recovered_outputs_suppressed_total", second) > 0
-    assert second.suppress_below == committed
+    assert second.lane.suppress_below == committed
     assert producer.fenced
     assert_replay_outputs(broker, market)  # the stray record was aborted with its transaction
     stray = keyed_outputs(broker, committed=False)[ALERTS]["stray"]
@@ -182,30 +187,31 @@ async def test_a_checkpoint_is_written_once_checkpoint_interval_s_has_passed(
     await worker.start()
     while await worker.sequencer.step():
         pass
-    runner = worker.runner
-    assert await runner.step() > 0  # recovers (the interval starts), then a transaction
+    stages = worker.runner
+    assert await stages.step() > 0  # recovers (the interval starts), then a transaction
+    runner = stages.lane
     clock.advance(9.75)
-    assert await runner.step() > 0
+    assert await stages.step() > 0
     assert manifests(broker) == []
     assert worker.metric("policyloop_checkpoints_total") == 0
 
     clock.advance(0.25)
-    assert await runner.step() > 0
+    assert await stages.step() > 0
     assert [(m["generation"], m["next_offset"]) for m in manifests(broker)] == [
         (1, runner.next_offset)
     ]
-    assert worker.metric("policyloop_checkpoints_total") == 1
+    assert worker.metric("policyloop_checkpoints_total") == 2  # the lane's and the global's
     checkpoint, chunks = await read_checkpoint(broker, STATE)
     assert checkpoint is not None and chunks >= 1
     assert checkpoint.next_offset == runner.next_offset
     assert checkpoint.state == orjson.loads(orjson.dumps(runner.state()))
 
-    assert await runner.step() > 0  # the interval restarts at the checkpoint
+    assert await stages.step() > 0  # the interval restarts at the checkpoint
     clock.advance(9.0)
-    assert await runner.step() > 0
+    assert await stages.step() > 0
     assert len(manifests(broker)) == 1
     clock.advance(1.0)
-    assert await runner.step() > 0
+    assert await stages.step() > 0
     assert [m["generation"] for m in manifests(broker)] == [1, 2]
 
 
@@ -245,7 +251,7 @@ async def test_a_sequencer_lost_before_its_commit_is_re_appended_and_skipped(
     inputs = sum(1 for record in market.records if record[0] != DEAD_LETTERS)
     assert frame_kinds(broker).count(RECORD) >= inputs + lost
     assert_replay_outputs(broker, market)
-    got = outcomes(worker.runner.pipeline)
+    got = outcomes(worker.runner)
     assert got["duplicate"] == market.outcomes["duplicate"]
     assert got["processed"] == market.outcomes["processed"]
 
@@ -274,8 +280,8 @@ async def test_repeated_kills_during_recovery_neither_double_nor_lose_an_output(
         pass
     committed_seen: list[int] = []
 
-    def note_committed(runner: Runner) -> None:
-        offset = broker.committed_offset(runner.group, runner.tp)
+    def note_committed(stages: Stages) -> None:
+        offset = broker.committed_offset(stages.lane.group, stages.lane.tp)
         if offset is not None:
             committed_seen.append(offset)
 
@@ -287,17 +293,15 @@ async def test_repeated_kills_during_recovery_neither_double_nor_lose_an_output(
     for _ in range(6):
         assert await first.step() > 0
         note_committed(first)
-    assert first.consumer is not None
-    await first.consumer.stop()
+    await first.kill()
 
     second = worker.runner = worker.new_runner()
     await second.start()
     for _ in range(2):  # still below what the first holder committed
         assert await second.step() > 0
-        assert second.next_offset < second.suppress_below
+        assert second.lane.next_offset < second.lane.suppress_below
         note_committed(second)
-    assert second.consumer is not None
-    await second.consumer.stop()
+    await second.kill()
 
     third = worker.runner = worker.new_runner()
     await third.start()
@@ -305,5 +309,5 @@ async def test_repeated_kills_during_recovery_neither_double_nor_lose_an_output(
     await worker.idle_flush()
     note_committed(third)
     assert committed_seen == sorted(committed_seen), committed_seen
-    assert third.suppress_below == max(committed_seen[:8])
+    assert third.lane.suppress_below == max(committed_seen[:8])
     assert_replay_outputs(broker, market)
