@@ -1,25 +1,27 @@
 """``policyloop worker``: the pipeline as a streaming service on Kafka.
 
-Two stages, both run by every worker process (a Faust app; see app.py):
+Three stages, all run by every worker process (a Faust app; see app.py), each a consumer
+group, so the workers share the work and a worker that dies hands its share over:
 
-1. the **sequencer** (sequencer.py) consumes the input topics in a consumer group, so the
-   workers share their partitions, and appends every record, unchanged, to the single
-   partition of the internal ``policyloop-sequenced`` topic, with its source coordinates,
-   followed by progress markers (position and end offset of each source partition);
-2. the **pipeline runner** (runner.py) consumes that one partition (so exactly one worker
-   runs the pipeline at a time; the others stand by and take over on a rebalance), decodes,
-   dead-letters, runs ``processors.pipeline.Pipeline`` with a watermark computed from the
-   markers, and publishes the outputs, its consumer offset and (periodically) a checkpoint of
-   the whole state in one Kafka transaction.
+1. the **sequencer** (sequencer.py) consumes the input topics, so the workers share their
+   partitions, and appends every record, unchanged, with its source coordinates, to the
+   partition of the internal ``policyloop-sequenced`` topic that holds its strategy's lane,
+   followed by progress and idleness markers of each source partition to every partition;
+2. the **lane runners** (runner.py, ``LaneRunner``): Kafka assigns the sequenced partitions
+   to the workers; for each it holds, a worker runs the pipeline's front and lanes
+   (``processors.pipeline.Pipeline`` without the global stage) with a watermark computed
+   from the markers, publishes the lanes' outputs and sends the global stage's items to the
+   internal ``policyloop-lane-items`` topic;
+3. the **global runner** (runner.py, ``GlobalRunner``, one worker at a time) runs the alert
+   router and the policy loop over every partition's items in tag order.
 
-Why: the pipeline's state is fleet-wide (strategy-level aggregates across symbols, the
-fleet's alert budget, the policy loop), so it cannot be split by input partition without
-changing results. The sequenced log fixes one interleaving of all inputs; the runner is a
-pure function of that log, so after a crash it restores the last checkpoint, re-reads the log
-from the checkpoint's offset with outputs suppressed up to the last committed offset, and
-goes on: nothing lost, nothing doubled.
+Every runner is a pure function of its log and publishes its outputs, its consumer offset
+and (periodically) a checkpoint of its state in one Kafka transaction, so after a crash or a
+rebalance the next holder restores the last checkpoint, re-reads the log from the
+checkpoint's offset with outputs suppressed up to the last committed offset, and goes on:
+nothing lost, nothing doubled.
 
 The stages take their Kafka clients from a factory (clients.py: aiokafka in production, the
-in-memory broker of memory_broker.py in tests, same contract) and the runner its timers from
-an injected clock, so tests drive both stages step by step without Kafka or waiting.
+in-memory broker of memory_broker.py in tests, same contract) and the runners their timers
+from an injected clock, so tests drive the stages step by step without Kafka or waiting.
 """
