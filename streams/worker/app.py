@@ -136,7 +136,11 @@ class WorkerService:
         """Create missing topics; the input partitions the watermark must wait for."""
         from models.topics import INPUT_TOPICS
 
-        await create_topics(self.settings, extra_topics=internal_topic_specs(self.settings))
+        specs = internal_topic_specs(self.settings)
+        await create_topics(self.settings, extra_topics=specs)
+        check_internal_partitions(
+            specs, await topic_partitions(self.settings, [s.name for s in specs])
+        )
         deployed = {self.settings.topic(name): name for name in INPUT_TOPICS}
         found = await topic_partitions(self.settings, list(deployed))
         return {deployed[name]: ids for name, ids in found.items()}
@@ -164,6 +168,26 @@ class WorkerService:
             tasks.append(asyncio.create_task(self.lanes.run(self.stopping)))
             tasks.append(asyncio.create_task(self.global_runner.run(self.stopping)))
         await asyncio.gather(*tasks)
+
+
+class InternalTopicsError(RuntimeError):
+    """An internal topic exists with another number of partitions than the settings need."""
+
+
+def check_internal_partitions(specs: list[NewTopicSpec], found: dict[str, list[int]]) -> None:
+    """Refuse to start on internal topics made for another ``POLICYLOOP_LANE_PARTITIONS`` (or
+    by an earlier version, with one sequenced partition): the lanes would be routed to
+    partitions that do not exist, or checkpoints written where no runner reads them."""
+    for spec in specs:
+        have = len(found.get(spec.name, []))
+        if have != spec.partitions:
+            raise InternalTopicsError(
+                f"internal topic {spec.name} has {have} partitions, these settings need "
+                f"{spec.partitions} (from POLICYLOOP_LANE_PARTITIONS); set "
+                "POLICYLOOP_LANE_PARTITIONS to what the topics were made for, or start a new "
+                "POLICYLOOP_CONSUMER_GROUP (its sequencer reads the input topics from the "
+                "start, its runners build their state anew)"
+            )
 
 
 def stage_samples(lanes: StageGroup | None, global_runner: StageGroup | None) -> list[MetricSample]:

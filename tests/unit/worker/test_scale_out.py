@@ -6,6 +6,7 @@ over and nothing is doubled or lost."""
 
 from __future__ import annotations
 
+import pytest
 from conftest import (
     SETTINGS,
     FakeClock,
@@ -19,6 +20,7 @@ from conftest import (
 
 from processors.core.base import Envelope
 from streams.adapter import decode_line
+from streams.worker.app import InternalTopicsError, check_internal_partitions, internal_topic_specs
 from streams.worker.sequencer import lane_partition_of
 
 LANES = SETTINGS.model_copy(update={"lane_partitions": 3})
@@ -108,3 +110,15 @@ async def _settle_both(first: Worker, second: Worker, max_rounds: int = 10_000) 
         if moved == ((0, 0), (0, 0)) and first.log_ends() == ends:
             return
     raise AssertionError("the workers still move")
+
+
+def test_internal_topics_made_for_other_lane_partitions_are_refused() -> None:
+    """A worker started with another POLICYLOOP_LANE_PARTITIONS than its internal topics
+    were made with (or on an earlier version's one-partition log) stops with a clear error
+    instead of routing lanes to partitions that do not exist."""
+    specs = internal_topic_specs(LANES)
+    made = {spec.name: list(range(spec.partitions)) for spec in specs}
+    check_internal_partitions(specs, made)
+    earlier = {**made, specs[0].name: [0]}
+    with pytest.raises(InternalTopicsError, match="has 1 partitions, these settings need 3"):
+        check_internal_partitions(specs, earlier)
