@@ -35,8 +35,8 @@ from processors.lane import (
     item_json,
     item_of,
     merge_summaries,
-    report_of,
 )
+from processors.performance.tables import report_of
 from processors.policy import LoopContext, PolicyLoop
 from processors.stages import GLOBAL_STAGES, PipelineConfig
 

@@ -26,7 +26,6 @@ from collections.abc import Callable, Mapping
 from heapq import heappop
 from typing import Any
 
-from models.common import format_utc, utc_from_ms
 from models.inputs import DecisionRecord
 from models.topics import TOPIC_RANK
 from processors.core.alert_router import dump_signal, load_signal
@@ -275,11 +274,6 @@ def merge_summaries(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def report_of(as_of_ms: int, strategies: dict[str, Any]) -> dict[str, Any]:
-    """The performance report of the fleet as of ``as_of_ms`` from the lanes' reports."""
-    return {"as_of": format_utc(utc_from_ms(max(as_of_ms, 0))), "strategies": strategies}
 
 
 def item_json(item: Item) -> list[Any]:

@@ -15,6 +15,7 @@ lane changes nothing in its items.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from models.outputs import PerformanceRow
@@ -70,13 +71,10 @@ class LaneReads:
 
     def add(self, other: LaneReads) -> None:
         """Add the reads of another set of lanes (disjoint strategies)."""
-        for slot, n in other.counts.items():
-            self.counts[slot] = self.counts.get(slot, 0) + n
-        for topic, n in other.late.items():
-            self.late[topic] = self.late.get(topic, 0) + n
+        add_counts(self.counts, other.counts)
+        add_counts(self.late, other.late)
         self.buffered += other.buffered
-        for key, value in other.metrics.items():
-            self.metrics[key] = self.metrics.get(key, 0.0) + value
+        add_counts(self.metrics, other.metrics)
         self.active_stand_downs |= other.active_stand_downs
         self.rows.update(other.rows)
         self.reports.update(other.reports)
@@ -101,6 +99,12 @@ class LaneReads:
 
     def report_strategies(self) -> dict[str, Any]:
         return merge_summaries([self.reports[sid] for sid in sorted(self.reports)])
+
+
+def add_counts(into: dict[Any, Any], more: Mapping[Any, Any]) -> None:
+    """Add ``more``'s numbers into ``into``, key by key."""
+    for key, n in more.items():
+        into[key] = into.get(key, 0) + n
 
 
 class LocalLanes:
@@ -158,18 +162,14 @@ class LocalLanes:
     def reads(self, tables_as_of_ms: int | None = None) -> LaneReads:
         reads = LaneReads()
         for sid, lane in self.lanes.items():
-            part = LaneReads()
-            part.counts = dict(lane.counts)
-            part.late = dict(lane.late)
-            part.buffered = len(lane.buffer)
-            for sample in lane.metrics():
-                key = (sample.name, sample.labels)
-                part.metrics[key] = part.metrics.get(key, 0.0) + sample.value
-            part.active_stand_downs = lane.stages["stand_downs"].active_scopes()
+            add_counts(reads.counts, lane.counts)
+            add_counts(reads.late, lane.late)
+            reads.buffered += len(lane.buffer)
+            add_counts(reads.metrics, {(m.name, m.labels): m.value for m in lane.metrics()})
+            reads.active_stand_downs |= lane.stages["stand_downs"].active_scopes()
             if tables_as_of_ms is not None:
-                part.rows = {sid: lane.performance.rows(tables_as_of_ms)}
-                part.reports = {sid: lane.performance.report(tables_as_of_ms)["strategies"]}
-            reads.add(part)
+                reads.rows[sid] = lane.performance.rows(tables_as_of_ms)
+                reads.reports[sid] = lane.performance.report(tables_as_of_ms)["strategies"]
         return reads
 
     def snapshot(self) -> dict[str, Any]:

@@ -35,8 +35,9 @@ from processors.core.alert_router import AlertRouter
 from processors.core.base import Envelope, MetricSample, Output
 from processors.core.dedup import EventIdDedup
 from processors.global_stage import GlobalStage
-from processors.lane import NO_WATERMARK, OUTPUT, Item, report_of
-from processors.lane_host import Arrival, LaneHost, LaneReads, LocalLanes
+from processors.lane import NO_WATERMARK, OUTPUT, Item
+from processors.lane_host import Arrival, LaneHost, LaneReads, LocalLanes, add_counts
+from processors.performance.tables import report_of
 from processors.policy import PolicyLoop
 from processors.policy.archive import iso
 from processors.stages import PipelineConfig
@@ -290,18 +291,19 @@ class Pipeline:
     @property
     def counts(self) -> dict[tuple[str, str], int]:
         """Input records by (topic, outcome): processed, duplicate, dead_letter."""
-        counts = dict(self.front_counts)
-        for slot, n in self.reads().counts.items():
-            counts[slot] = counts.get(slot, 0) + n
-        return counts
+        return self._with_front(self.reads())[0]
 
     @property
     def late(self) -> dict[str, int]:
         """Records processed late (behind the watermark on arrival), by topic."""
-        late = dict(self.front_late)
-        for topic, n in self.reads().late.items():
-            late[topic] = late.get(topic, 0) + n
-        return late
+        return self._with_front(self.reads())[1]
+
+    def _with_front(self, reads: LaneReads) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+        """The lanes' counts and late counts with the front's added."""
+        counts, late = dict(self.front_counts), dict(self.front_late)
+        add_counts(counts, reads.counts)
+        add_counts(late, reads.late)
+        return counts, late
 
     def buffered(self) -> int:
         """Records held in the lanes' reorder buffers."""
@@ -321,12 +323,7 @@ class Pipeline:
 
     def metrics(self) -> list[MetricSample]:
         reads = self.reads()
-        counts = dict(self.front_counts)
-        for slot, n in reads.counts.items():
-            counts[slot] = counts.get(slot, 0) + n
-        late = dict(self.front_late)
-        for topic, n in reads.late.items():
-            late[topic] = late.get(topic, 0) + n
+        counts, late = self._with_front(reads)
         samples = [
             MetricSample(mn.EVENTS_TOTAL, (("topic", t), ("outcome", o)), float(n))
             for (t, o), n in sorted(counts.items())

@@ -236,7 +236,7 @@ class PerformanceTables:
                     "cancel_count": st.cancels,
                 },
             }
-        return {"as_of": format_utc(utc_from_ms(as_of_ms)), "strategies": strategies}
+        return report_of(as_of_ms, strategies)
 
     def metrics(self) -> list[MetricSample]:
         """Trade metrics of window all; no symbol labels."""
@@ -396,3 +396,9 @@ class PerformanceTables:
         }
         tick = state["tick_index"]
         self._set_tick_index(None if tick is None else int(tick))
+
+
+def report_of(as_of_ms: int, strategies: dict[str, Any]) -> dict[str, Any]:
+    """A performance report as of ``as_of_ms`` (0 at the earliest) of ``strategies`` (the
+    per-strategy part of ``PerformanceTables.report``, of one table or merged from many)."""
+    return {"as_of": format_utc(utc_from_ms(max(as_of_ms, 0))), "strategies": strategies}
